@@ -1,0 +1,28 @@
+"""GoogLeNet detection toolkit: the ILSVRC 2014 GoogLeNet detection entry with today's tools."""
+
+from setuptools import setup
+
+setup(
+    name="googlenet-det",
+    version="0.1.0",
+    description="GoogLeNet (Inception v1) backbone and R-CNN detector: pretraining, detection, ILSVRC/VOC/COCO mAP",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=["backbone", "detector"],
+    install_requires=[
+        # torch/torchvision: the Makefile pins 2.14.1 / 0.29.1 (on this project's machines' disk);
+        # the range is what the code is written against (weights_only loading, flop_counter).
+        "torch>=2.4,<2.15",
+        "torchvision>=0.19,<0.30",
+        "numpy>=1.24,<3",
+        "pycocotools>=2.0.7,<3",  # COCO metrics: the reference implementation, not a rewrite
+        "albumentations>=2.0,<3",  # detection augmentation with box bookkeeping (BboxParams)
+        # OpenCV is albumentations' own headless wheel: a second OpenCV wheel beside it would
+        # shadow it (both install the cv2 module).
+        "opencv-python-headless>=4.9,<5",
+        "PyYAML>=6,<7",  # configs
+        "tqdm>=4.60,<5",  # progress bars
+    ],
+    extras_require={"test": ["pytest>=7,<10"]},
+)
