@@ -31,7 +31,7 @@ from torch import Tensor, nn
 Variant = Literal["paper", "torchvision"]
 Norm = Literal["lrn", "bn"]
 
-# Paper §6: "the loss of the auxiliary classifiers was weighted by 0.3". The one place it lives.
+# Paper §5: "the losses of the auxiliary classifiers were weighted by 0.3". The one place it lives.
 AUX_LOSS_WEIGHT = 0.3
 
 # torchvision's ImageNet normalisation; what every layout here expects unless ``transform_input``.
@@ -265,13 +265,15 @@ class GoogLeNet(nn.Module):
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"GoogLeNet expects an image batch of shape [N, 3, H, W], got {shape}")
 
-    def _transform_input(self, x: Tensor) -> Tensor:
-        # torchvision's remap of ImageNet-normalised input to the [-1, 1] range its TF port expects.
-        if not self.transform_input:
-            return x
-        mean = x.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-        std = x.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
-        return x * (std / 0.5) + (mean - 0.5) / 0.5
+    def prepare_input(self, x: Tensor) -> Tensor:
+        """What every path into the trunk does first: torchvision's remap of ImageNet-normalised
+        input to the [-1, 1] its TF-ported weights expect (only with ``transform_input``), and
+        the switch to channels-last."""
+        if self.transform_input:
+            mean = x.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+            std = x.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
+            x = x * (std / 0.5) + (mean - 0.5) / 0.5
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def forward_features(self, x: Tensor, taps: Sequence[str] = ("3b", "4e", "5b")) -> "OrderedDict[str, Tensor]":
         """Run the trunk up to the last requested tap; return ``{tap: [N, C, H/stride, W/stride]}``."""
@@ -281,9 +283,7 @@ class GoogLeNet(nn.Module):
         if unknown:
             raise ValueError(f"unknown tap(s) {sorted(unknown)}; GoogLeNet taps are {list(self.taps)}")
         out: "OrderedDict[str, Tensor]" = OrderedDict()
-        x = self._transform_input(x)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.prepare_input(x)
         for name in self._LAYERS:
             x = getattr(self, name)(x)
             tap = name[len("inception"):] if name.startswith("inception") else None
@@ -301,18 +301,30 @@ class GoogLeNet(nn.Module):
         return self.forward_head(self.forward_features(x, ("5b",))["5b"])
 
 
+class _PrepareInput(nn.Module):
+    """``GoogLeNet.prepare_input`` as a module, for the front of a split-off trunk."""
+
+    def __init__(self, model: GoogLeNet) -> None:
+        super().__init__()
+        self.transform_input, self.channels_last = model.transform_input, model.channels_last
+
+    forward = GoogLeNet.prepare_input
+
+
 def split_at(model: GoogLeNet, tap: str = "4e") -> tuple[nn.Sequential, nn.Sequential]:
     """Split the trunk after ``tap``: ``(trunk, head)``, sharing (not copying) the model's modules.
 
     For the C4 detector (spec §3): ``trunk`` is conv1 .. inception 4e (stride 16, 832 channels);
     ``head`` is pool4, inception 5a, 5b, applied to RoI-aligned 14x14 regions (-> 7x7).
-    The trunk does not apply ``transform_input``: the caller normalises its input accordingly.
+    The trunk starts with the model's input preparation, so ``trunk(x)`` equals
+    ``model.forward_features(x, (tap,))[tap]``.
     """
     layer = f"inception{tap}"
     if layer not in model._LAYERS:
         raise ValueError(f"unknown tap {tap!r}; GoogLeNet taps are {list(model.taps)}")
     cut = model._LAYERS.index(layer) + 1
-    trunk = nn.Sequential(OrderedDict((n, getattr(model, n)) for n in model._LAYERS[:cut]))
+    prep = _PrepareInput(model)
+    trunk = nn.Sequential(OrderedDict([("prepare", prep)] + [(n, getattr(model, n)) for n in model._LAYERS[:cut]]))
     head = nn.Sequential(OrderedDict((n, getattr(model, n)) for n in model._LAYERS[cut:]))
     return trunk, head
 

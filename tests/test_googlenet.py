@@ -207,8 +207,9 @@ def test_forward_features_keeps_requested_order_and_stops_early():
         m.forward_features(x, taps=("6a",))
 
 
-def test_split_at_4e_gives_c4_trunk_and_head():
-    m = googlenet(variant="paper").eval()
+@pytest.mark.parametrize("variant,transform_input", [("paper", False), ("torchvision", True)])
+def test_split_at_4e_gives_c4_trunk_and_head(variant, transform_input):
+    m = googlenet(variant=variant, transform_input=transform_input).eval()
     trunk, head = split_at(m, "4e")
     assert trunk.inception4e is m.inception4e and head.inception5a is m.inception5a  # shared, not copied
     x = torch.randn(1, 3, 224, 224)
