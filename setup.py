@@ -10,6 +10,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=["backbone", "detector"],
+    package_data={"backbone": ["map_clsloc.txt", "map_clsloc.COPYING"]},
     install_requires=[
         # torch/torchvision: the Makefile pins 2.14.1 / 0.29.1 (on this project's machines' disk);
         # the range is what the code is written against (weights_only loading, flop_counter).
@@ -23,6 +24,8 @@ setup(
         "opencv-python-headless>=4.9,<5",
         "PyYAML>=6,<7",  # configs
         "tqdm>=4.60,<5",  # progress bars
+        "tensorboard>=2.14,<3",  # training scalars (torch.utils.tensorboard writes, this reads)
+        "matplotlib>=3.7,<4",  # the loss/accuracy curves and precision/recall plots as PNG
     ],
     extras_require={"test": ["pytest>=7,<10"]},
 )

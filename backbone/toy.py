@@ -1,0 +1,145 @@
+"""A miniature ImageNet, generated: classes of drawn objects on varied backgrounds.
+
+Real class-folder layout (``train/<wnid>/<wnid>_<i>.JPEG``, ``val/<wnid>/...``), a synset list in
+``map_clsloc.txt`` format (``wnid id name``), deterministic from a seed, made in a temporary folder
+and renamed into place, so an interrupted generation never leaves a half data set behind.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+
+import cv2
+import numpy as np
+
+# name -> how it is drawn; wnid-like ids in a range no real synset uses
+SHAPES = ("circle", "square", "triangle", "cross", "ring", "star", "diamond", "bar", "hexagon", "crescent")
+TOY_WNIDS = tuple(f"n9{i:07d}" for i in range(1, len(SHAPES) + 1))
+
+
+def _polygon(cx: float, cy: float, r: float, n: int, angle: float, inner: float | None = None) -> np.ndarray:
+    pts = []
+    steps = n * 2 if inner is not None else n
+    for k in range(steps):
+        rad = r if inner is None or k % 2 == 0 else r * inner
+        a = angle + 2 * math.pi * k / steps
+        pts.append((cx + rad * math.cos(a), cy + rad * math.sin(a)))
+    return np.round(np.array(pts)).astype(np.int32)
+
+
+def draw_shape(image: np.ndarray, shape: str, cx: float, cy: float, size: float, color: tuple[int, int, int],
+               angle: float = 0.0) -> tuple[int, int, int, int] | None:
+    """Draw ``shape`` centred at (cx, cy), about ``size`` pixels across, onto ``image`` (H, W, 3 uint8,
+    in place). Returns the tight inclusive box ``(xmin, ymin, xmax, ymax)`` of the drawn pixels, or
+    None if nothing landed inside the image."""
+    h, w = image.shape[:2]
+    mask = np.zeros((h, w), np.uint8)
+    r = size / 2
+    if shape == "circle":
+        cv2.circle(mask, (round(cx), round(cy)), max(1, round(r)), 255, -1)
+    elif shape == "ring":
+        cv2.circle(mask, (round(cx), round(cy)), max(1, round(r)), 255, max(1, round(r / 3)))
+    elif shape == "square":
+        cv2.fillPoly(mask, [_polygon(cx, cy, r * math.sqrt(2), 4, angle + math.pi / 4)], 255)
+    elif shape == "diamond":
+        cv2.fillPoly(mask, [_polygon(cx, cy, r, 2, angle, inner=0.5)], 255)  # a rhombus, not a square
+    elif shape == "triangle":
+        cv2.fillPoly(mask, [_polygon(cx, cy, r, 3, angle - math.pi / 2)], 255)
+    elif shape == "hexagon":
+        cv2.fillPoly(mask, [_polygon(cx, cy, r, 6, angle)], 255)
+    elif shape == "star":
+        cv2.fillPoly(mask, [_polygon(cx, cy, r, 5, angle - math.pi / 2, inner=0.45)], 255)
+    elif shape == "cross":
+        t = max(1, round(r / 2.5))
+        cv2.line(mask, (round(cx - r), round(cy)), (round(cx + r), round(cy)), 255, t)
+        cv2.line(mask, (round(cx), round(cy - r)), (round(cx), round(cy + r)), 255, t)
+    elif shape == "bar":
+        dx, dy = r * math.cos(angle), r * math.sin(angle)
+        cv2.line(mask, (round(cx - dx), round(cy - dy)), (round(cx + dx), round(cy + dy)), 255, max(1, round(r / 2.5)))
+    elif shape == "crescent":
+        cv2.circle(mask, (round(cx), round(cy)), max(1, round(r)), 255, -1)
+        off = r * 0.55
+        cv2.circle(mask, (round(cx + off * math.cos(angle)), round(cy + off * math.sin(angle))),
+                   max(1, round(r * 0.85)), 0, -1)
+    else:
+        raise ValueError(f"unknown shape {shape!r}; known: {', '.join(SHAPES)}")
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return None
+    image[mask > 0] = color
+    return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
+
+
+def background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A varied background: a random two-colour gradient, noise, and a few clutter lines."""
+    c0, c1 = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+    t = np.linspace(0, 1, w if rng.random() < 0.5 else h)
+    ramp = (c0[None] * (1 - t[:, None]) + c1[None] * t[:, None])  # [L, 3]
+    img = np.broadcast_to(ramp[None] if len(t) == w else ramp[:, None], (h, w, 3)).astype(np.float32)
+    img = img + rng.normal(0, rng.uniform(4, 20), (h, w, 3))
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    for _ in range(int(rng.integers(0, 4))):
+        p0 = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+        p1 = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+        cv2.line(img, p0, p1, tuple(int(v) for v in rng.integers(0, 256, 3)), int(rng.integers(1, 3)))
+    return img
+
+
+def contrasting_color(rng: np.random.Generator, img: np.ndarray) -> tuple[int, int, int]:
+    mean = img.reshape(-1, 3).mean(0)
+    for _ in range(20):
+        c = rng.integers(0, 256, 3)
+        if np.abs(c - mean).sum() > 150:
+            break
+    return tuple(int(v) for v in c)
+
+
+def _classification_image(rng: np.random.Generator, shape: str, size: int) -> np.ndarray:
+    img = background(rng, size, size)
+    s = rng.uniform(0.35, 0.8) * size
+    cx, cy = rng.uniform(s / 2, size - s / 2, 2)
+    draw_shape(img, shape, cx, cy, s, contrasting_color(rng, img), angle=rng.uniform(0, 2 * math.pi))
+    return img
+
+
+def make_toy_imagenet(root: str | os.PathLike, n_train: int = 80, n_val: int = 20, size: int = 72,
+                      num_classes: int = len(SHAPES), seed: int = 0) -> str:
+    """Write the miniature at ``root`` unless an identical one is there; return ``root``."""
+    root = os.fspath(root)
+    params = {"n_train": n_train, "n_val": n_val, "size": size, "num_classes": num_classes, "seed": seed,
+              "version": 1}
+    marker = os.path.join(root, "toy_imagenet.json")
+    if os.path.isfile(marker):
+        with open(marker) as f:
+            if json.load(f) == params:
+                return root
+        raise FileExistsError(f"{root}: holds a different miniature ImageNet ({marker}); delete the folder or "
+                              "point data.root elsewhere")
+    if os.path.exists(root) and os.listdir(root):
+        raise FileExistsError(f"{root}: exists and is not a miniature ImageNet; point data.root elsewhere")
+    if not 1 <= num_classes <= len(SHAPES):
+        raise ValueError(f"num_classes must be 1..{len(SHAPES)}")
+    tmp = f"{root}.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", n_train), ("val", n_val)):
+        for c in range(num_classes):
+            folder = os.path.join(tmp, split, TOY_WNIDS[c])
+            os.makedirs(folder)
+            for i in range(n):
+                img = _classification_image(rng, SHAPES[c], size)
+                cv2.imwrite(os.path.join(folder, f"{TOY_WNIDS[c]}_{i}.JPEG"), img[:, :, ::-1],
+                            [cv2.IMWRITE_JPEG_QUALITY, 92])
+    with open(os.path.join(tmp, "map_clsloc.txt"), "w") as f:
+        for c in range(num_classes):
+            f.write(f"{TOY_WNIDS[c]} {c + 1} {SHAPES[c]}\n")
+    with open(os.path.join(tmp, "toy_imagenet.json"), "w") as f:
+        json.dump(params, f)
+    os.makedirs(os.path.dirname(os.path.abspath(root)), exist_ok=True)
+    if os.path.exists(root):
+        os.rmdir(root)  # empty, checked above
+    os.replace(tmp, root)
+    return root
