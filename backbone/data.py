@@ -123,9 +123,9 @@ def official_val_samples(val_dir: str, labels_file: str, synsets_file: str, clas
 
 # -- transforms ----------------------------------------------------------------------------------
 def train_transform(crop: int, interpolations: tuple[str, ...] = ("linear", "area", "nearest", "cubic"),
-                    photometric: float = 0.4) -> A.Compose:
+                    photometric: float = 0.4, area: tuple[float, float] = (0.08, 1.0)) -> A.Compose:
     """Paper §6: 8-100% area, aspect 3/4-4/3, a random interpolation, flips, photometric distortion."""
-    crops = [A.RandomResizedCrop((crop, crop), scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
+    crops = [A.RandomResizedCrop((crop, crop), scale=area, ratio=(3 / 4, 4 / 3),
                                  interpolation=INTERPOLATIONS[i]) for i in interpolations]
     ops = [A.OneOf(crops, p=1.0), A.HorizontalFlip(p=0.5)]
     if photometric > 0:  # Howard 2013: brightness, contrast, colour

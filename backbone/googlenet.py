@@ -332,20 +332,21 @@ def split_at(model: GoogLeNet, tap: str = "4e") -> tuple[nn.Sequential, nn.Seque
 class InceptionAux(nn.Module):
     """Paper §5: avg pool 5x5/3 -> conv 1x1 128 + ReLU -> FC 1024 + ReLU -> dropout 0.7 -> linear."""
 
-    def __init__(self, in_ch: int, num_classes: int, bn: bool, adaptive_pool: bool) -> None:
+    def __init__(self, in_ch: int, num_classes: int, bn: bool, adaptive_pool: bool, dropout: float = 0.7) -> None:
         super().__init__()
-        # torchvision pools adaptively to 4x4; the paper's 5x5/3 gives 4x4 from a 14x14 map.
+        # The paper's 5x5/3 gives 4x4 from the 14x14 map of a 224 input; torchvision pools
+        # adaptively to 4x4, which also serves other input sizes (the miniature's, say).
         self.pool = nn.AdaptiveAvgPool2d(4) if adaptive_pool else nn.AvgPool2d(5, stride=3, ceil_mode=True)
         self.conv = BasicConv2d(in_ch, 128, 1, bn=bn)
         self.fc1 = nn.Linear(2048, 1024)
-        self.dropout = nn.Dropout(0.7)
+        self.dropout = nn.Dropout(dropout)
         self.fc2 = nn.Linear(1024, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         x = torch.flatten(self.conv(self.pool(x)), 1)
         if x.shape[1] != 2048:
-            raise ValueError(f"auxiliary head needs a 4x4 map after pooling (224x224 input); got {x.shape[1] // 128} "
-                             "cells: train at 224x224")
+            raise ValueError(f"the auxiliary head's 5x5/3 pooling needs a 14x14 map (224x224 input), it gave "
+                             f"{x.shape[1] // 128} cells: train at 224, or build with aux_pool='adaptive'")
         return self.fc2(self.dropout(F.relu(self.fc1(x), inplace=True)))
 
 
@@ -357,16 +358,21 @@ class GoogLeNetWithAux(nn.Module):
     ``aux2.*``; :func:`load_weights` also takes torchvision's flat layout (``conv1.*``, ``aux1.*``).
     """
 
-    def __init__(self, backbone: GoogLeNet, init: bool = True) -> None:
+    def __init__(self, backbone: GoogLeNet, aux_pool: Literal["paper", "adaptive"] | None = None,
+                 aux_dropout: float = 0.7, init: bool = True) -> None:
         super().__init__()
         self.backbone = backbone
         bn = backbone.norm == "bn"
-        adaptive = backbone.variant == "torchvision"
-        self.aux1 = InceptionAux(512, backbone.num_classes, bn=bn, adaptive_pool=adaptive)
-        self.aux2 = InceptionAux(528, backbone.num_classes, bn=bn, adaptive_pool=adaptive)
+        if aux_pool is None:
+            aux_pool = "adaptive" if backbone.variant == "torchvision" else "paper"
+        if aux_pool not in ("paper", "adaptive"):
+            raise ValueError(f"aux_pool must be 'paper' or 'adaptive', got {aux_pool!r}")
+        adaptive = aux_pool == "adaptive"
+        self.aux1 = InceptionAux(512, backbone.num_classes, bn=bn, adaptive_pool=adaptive, dropout=aux_dropout)
+        self.aux2 = InceptionAux(528, backbone.num_classes, bn=bn, adaptive_pool=adaptive, dropout=aux_dropout)
         if init:
-            init_weights(self.aux1, backbone.variant)
-            init_weights(self.aux2, backbone.variant)
+            init_weights(self.aux1, backbone.variant, backbone.norm)
+            init_weights(self.aux2, backbone.variant, backbone.norm)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         f = self.backbone.forward_features(x, ("4a", "4d", "5b"))
@@ -378,12 +384,17 @@ def aux_loss(main: Tensor, aux1: Tensor, aux2: Tensor) -> Tensor:
     return main + AUX_LOSS_WEIGHT * (aux1 + aux2)
 
 
-def init_weights(module: nn.Module, variant: Variant | None = None) -> None:
+def init_weights(module: nn.Module, variant: Variant | None = None, norm: Norm | None = None) -> None:
     """Paper layout: Caffe's BVLC fillers (Xavier weights, conv biases 0.2, classifier biases 0).
+    Paper layout with BN: He (Kaiming) normal for convolutions, as BN networks are trained today;
+    with Caffe's Xavier it failed to learn at lr 0.01 on the miniature, He init learned.
     torchvision layout: torchvision's truncated normal (std 0.01). BN: weight 1, bias 0."""
     variant = variant or getattr(module, "variant", "paper")
+    norm = norm or getattr(module, "norm", "lrn")
     for name, m in module.named_modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
+        if isinstance(m, nn.Conv2d) and variant == "paper" and norm == "bn":
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, (nn.Conv2d, nn.Linear)):
             if variant == "paper":
                 # Caffe's "xavier" filler: U(-a, a), a = sqrt(3 / fan_in).
                 fan_in = m.weight[0].numel()
@@ -404,8 +415,8 @@ def init_weights(module: nn.Module, variant: Variant | None = None) -> None:
 
 def googlenet(num_classes: int = 1000, variant: Variant = "paper", norm: Norm | None = None,
               transform_input: bool = False, fused: bool = False, dropout: float | None = None,
-              channels_last: bool = True, aux: bool = False,
-              weights: str | os.PathLike | None = None) -> nn.Module:
+              channels_last: bool = True, aux: bool = False, aux_pool: Literal["paper", "adaptive"] | None = None,
+              aux_dropout: float = 0.7, weights: str | os.PathLike | None = None) -> nn.Module:
     """Build GoogLeNet.
 
     Args:
@@ -420,6 +431,9 @@ def googlenet(num_classes: int = 1000, variant: Variant = "paper", norm: Norm | 
         dropout: main-head dropout; default 0.4 (paper) or 0.2 (torchvision).
         channels_last: run the trunk on NHWC tensors (faster on oneDNN and cuDNN; same numbers).
         aux: return :class:`GoogLeNetWithAux` (pretraining) instead of :class:`GoogLeNet`.
+        aux_pool: the auxiliary heads' pooling: ``"paper"`` (avg 5x5/3, needs 224 input) or
+            ``"adaptive"`` (to 4x4 at any size); default per variant.
+        aux_dropout: the auxiliary heads' dropout (paper: 0.7).
         weights: a local state-dict file to load (see :func:`load_weights`).
     """
     if norm is None:
@@ -427,7 +441,7 @@ def googlenet(num_classes: int = 1000, variant: Variant = "paper", norm: Norm | 
     model: nn.Module = GoogLeNet(num_classes, variant=variant, norm=norm, transform_input=transform_input,
                                  dropout=dropout, fused=fused, channels_last=channels_last)
     if aux:
-        model = GoogLeNetWithAux(model)
+        model = GoogLeNetWithAux(model, aux_pool=aux_pool, aux_dropout=aux_dropout)
     if weights is not None:
         load_weights(model, weights)
     return model

@@ -56,3 +56,44 @@ def tune_cpu_allocator(threshold_bytes: int = 1 << 30) -> bool:
             libc.mallopt(_M_TRIM_THRESHOLD, threshold_bytes))
     except (OSError, AttributeError):
         return False
+
+
+def init_distributed(device_choice: str = "auto") -> tuple[torch.device, int, int]:
+    """Start torch.distributed when launched by torchrun (RANK/WORLD_SIZE in the environment):
+    NCCL on CUDA, gloo on the CPU. Returns ``(device, rank, world_size)``; one process otherwise."""
+    import os
+
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world == 1:
+        return select_device(device_choice), 0, 1
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = select_device(device_choice)
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device, rank, world
+
+
+def shutdown_distributed() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def amp_for(device: torch.device, enabled: bool):
+    """``(autocast_factory, grad_scaler_or_None)``: bf16 autocast where the GPU supports it, else
+    fp16 with a gradient scaler; on the CPU, or when disabled, plain fp32 and no scaler."""
+    import contextlib
+    import functools
+
+    if not enabled or device.type != "cuda":
+        return contextlib.nullcontext, None
+    if torch.cuda.is_bf16_supported():
+        return functools.partial(torch.autocast, device_type="cuda", dtype=torch.bfloat16), None
+    return functools.partial(torch.autocast, device_type="cuda", dtype=torch.float16), torch.amp.GradScaler("cuda")

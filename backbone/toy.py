@@ -99,7 +99,7 @@ def contrasting_color(rng: np.random.Generator, img: np.ndarray) -> tuple[int, i
 
 def _classification_image(rng: np.random.Generator, shape: str, size: int) -> np.ndarray:
     img = background(rng, size, size)
-    s = rng.uniform(0.35, 0.8) * size
+    s = rng.uniform(0.45, 0.85) * size
     cx, cy = rng.uniform(s / 2, size - s / 2, 2)
     draw_shape(img, shape, cx, cy, s, contrasting_color(rng, img), angle=rng.uniform(0, 2 * math.pi))
     return img

@@ -1,0 +1,189 @@
+"""Pretraining as two plain functions, ``train_one_epoch`` and ``evaluate`` (as torchvision's
+references/detection/engine.py), plus the learning-rate schedule as a pure function of the step."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from .googlenet import aux_loss
+
+
+@dataclass
+class Schedule:
+    """Paper §6: lr x 0.96 every 8 epochs ("step"), or Caffe's "poly" (power 0.5) over the run;
+    a linear warm-up from 0 over ``warmup_epochs`` for either."""
+
+    base_lr: float  # already scaled to the global batch
+    epochs: int
+    steps_per_epoch: int
+    kind: str = "step"  # "step" | "poly"
+    step_epochs: float = 8.0
+    gamma: float = 0.96
+    power: float = 0.5
+    warmup_epochs: float = 0.0
+
+    def lr_at(self, global_step: int) -> float:
+        epoch = global_step / self.steps_per_epoch  # fractional
+        if self.kind == "step":
+            lr = self.base_lr * self.gamma ** math.floor(epoch / self.step_epochs)
+        elif self.kind == "poly":
+            lr = self.base_lr * max(0.0, 1.0 - epoch / self.epochs) ** self.power
+        else:
+            raise ValueError(f"schedule must be 'step' or 'poly', got {self.kind!r}")
+        if self.warmup_epochs > 0 and epoch < self.warmup_epochs:
+            lr *= epoch / self.warmup_epochs
+        return lr
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+def step_seed(seed: int, global_step: int, rank: int) -> int:
+    """The torch RNG (dropout) is re-seeded from (seed, step, rank) every step, so a resumed run
+    draws exactly what the uninterrupted one drew, with no RNG state to carry across processes."""
+    return (seed * 1_000_003 + global_step * 7919 + rank) % (2**63 - 1)
+
+
+def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> list[int]:
+    """Number of samples whose label is within the top-k scores, for each k."""
+    kmax = min(max(ks), logits.shape[1])
+    top = logits.topk(kmax, dim=1).indices  # [B, kmax]
+    hit = top == labels[:, None]
+    return [int(hit[:, :min(k, kmax)].any(1).sum()) for k in ks]
+
+
+def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer, schedule: Schedule, *,
+                    epoch: int, start_step: int, device: torch.device, seed: int, rank: int = 0,
+                    ema: torch.optim.swa_utils.AveragedModel | None = None,
+                    scaler: torch.amp.GradScaler | None = None, autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+                    channels_last: bool = False, on_step: Callable[[int, dict], None] | None = None,
+                    progress: bool = True, max_steps: int | None = None) -> dict:
+    """One pass over ``loader`` (which starts at ``start_step`` of the epoch). ``model`` returns
+    ``(logits, aux1, aux2)``; the loss is main + 0.3 x (aux1 + aux2). ``on_step(step, stats)`` runs
+    after every optimiser step (checkpointing). Stops early after ``max_steps`` steps in total."""
+    model.train()
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    steps = schedule.steps_per_epoch
+    bar = tqdm(total=steps, initial=start_step, desc=f"epoch {epoch + 1}/{schedule.epochs}", disable=not progress,
+               dynamic_ncols=True, leave=True)
+    totals = {"loss": 0.0, "n": 0, "skipped": 0}
+    step = start_step
+    tic = time.perf_counter()
+    for batch in loader:
+        global_step = epoch * steps + step
+        if max_steps is not None and global_step >= max_steps:
+            break
+        totals["skipped"] += batch.skipped
+        if batch.labels.numel() == 0:
+            continue
+        lr = schedule.lr_at(global_step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        torch.manual_seed(step_seed(seed, global_step, rank))
+        images = batch.images.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        labels = batch.labels.to(device, non_blocking=True)
+        with autocast():
+            logits, aux1, aux2 = model(images)
+            loss = aux_loss(F.cross_entropy(logits.float(), labels), F.cross_entropy(aux1.float(), labels),
+                            F.cross_entropy(aux2.float(), labels))
+        # Every rank sees the same (mean) loss, so a NaN on one rank stops all of them together.
+        reported = loss.detach().clone()
+        if world > 1:
+            dist.all_reduce(reported)
+            reported /= world
+        if not torch.isfinite(reported):
+            raise NonFiniteLoss(f"loss is {reported.item()} at epoch {epoch + 1}, step {step + 1} (global step "
+                                f"{global_step + 1})")
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        if ema is not None:
+            ema.update_parameters(model.module if hasattr(model, "module") else model)
+        step += 1
+        n = labels.shape[0] * world
+        totals["loss"] += reported.item() * n
+        totals["n"] += n
+        elapsed = time.perf_counter() - tic
+        stats = {"epoch": epoch, "step": step, "global_step": global_step + 1, "loss": reported.item(), "lr": lr,
+                 "images_per_s": totals["n"] / max(elapsed, 1e-9)}
+        bar.set_postfix(loss=f"{stats['loss']:.3f}", lr=f"{lr:.2e}", ips=f"{stats['images_per_s']:.1f}")
+        bar.update(1)
+        if on_step is not None:
+            on_step(step, stats)
+    bar.close()
+    return {"loss": totals["loss"] / max(totals["n"], 1), "images": totals["n"], "skipped": totals["skipped"],
+            "steps_done": step, "seconds": time.perf_counter() - tic}
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, loader: Iterable, device: torch.device, *, channels_last: bool = False,
+             autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+             progress: bool = False, desc: str = "eval") -> dict:
+    """Top-1/top-5 (in %) of the main head and, for single crops, of each auxiliary head.
+
+    ``model`` returns a tuple of logits: ``(logits, aux1, aux2)`` for the pretraining wrapper,
+    ``(logits,)`` for a backbone alone; it has a ``backbone`` attribute. Batches of K crops per
+    image (``[B, K, 3, H, W]``) are scored by the main head with the softmax averaged over the
+    crops (spec §2). Counts are summed over processes when distributed."""
+    model.eval()
+    backbone = model.backbone
+    heads = ("main", "aux1", "aux2")
+    correct = torch.zeros(len(heads), 2, dtype=torch.float64)
+    count = torch.zeros(1, dtype=torch.float64)
+    skipped, n_heads = 0, 1
+    for batch in tqdm(loader, desc=desc, disable=not progress, dynamic_ncols=True, leave=False):
+        skipped += batch.skipped
+        if batch.labels.numel() == 0:
+            continue
+        images = batch.images.to(device, non_blocking=True)
+        labels = batch.labels.to(device)
+        with autocast():
+            if images.dim() == 5:  # test-time crops: main head only, softmax averaged over crops
+                b, k = images.shape[:2]
+                flat = images.flatten(0, 1)
+                if channels_last:
+                    flat = flat.contiguous(memory_format=torch.channels_last)
+                probs = backbone(flat).float().softmax(1).view(b, k, -1).mean(1)
+                correct[0] += torch.tensor(topk_correct(probs, labels), dtype=torch.float64)
+            else:
+                if channels_last:
+                    images = images.contiguous(memory_format=torch.channels_last)
+                outputs = model(images)
+                n_heads = len(outputs)
+                for h, out in enumerate(outputs):
+                    correct[h] += torch.tensor(topk_correct(out.float(), labels), dtype=torch.float64)
+        count += labels.shape[0]
+    if dist.is_initialized():
+        dist.all_reduce(correct)
+        dist.all_reduce(count)
+    n = max(count.item(), 1.0)
+    result = {"images": int(count.item()), "skipped": skipped}
+    for h, name in enumerate(heads[:n_heads]):
+        result[f"{name}_top1"] = 100.0 * correct[h, 0].item() / n
+        result[f"{name}_top5"] = 100.0 * correct[h, 1].item() / n
+    return result
+
+
+def ema_model(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    """Polyak averaging (paper §6) as an exponential moving average of parameters and buffers:
+    ema = decay * ema + (1 - decay) * weights, after every optimiser step."""
+    return torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay),
+                                               use_buffers=True)

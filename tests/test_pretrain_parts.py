@@ -1,0 +1,253 @@
+"""Pretraining parts: schedule, EMA, test-time crops, data readers and their errors."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from backbone.data import (BadImageError, ClassificationDataset, DataError, EpochSampler, class_folder_samples,
+                           collate, crops_144, eval_transform, find_classes, official_val_samples, read_image,
+                           ten_crops)
+from backbone.engine import Schedule, ema_model, evaluate, topk_correct
+
+
+# -- learning rate ------------------------------------------------------------------------------
+def test_step_schedule_096_every_8_epochs():
+    s = Schedule(base_lr=0.08, epochs=250, steps_per_epoch=100, kind="step")
+    assert s.lr_at(0) == pytest.approx(0.08)
+    assert s.lr_at(799) == pytest.approx(0.08)  # epoch 7.99
+    assert s.lr_at(800) == pytest.approx(0.08 * 0.96)  # epoch 8
+    assert s.lr_at(2450) == pytest.approx(0.08 * 0.96**3)  # epoch 24.5
+    assert s.lr_at(100 * 248) == pytest.approx(0.08 * 0.96**31)
+
+
+def test_poly_schedule_and_warmup():
+    s = Schedule(base_lr=0.04, epochs=60, steps_per_epoch=10, kind="poly", power=0.5)
+    assert s.lr_at(0) == pytest.approx(0.04)
+    assert s.lr_at(300) == pytest.approx(0.04 * math.sqrt(0.5))  # half way
+    assert s.lr_at(600) == 0.0
+    w = Schedule(base_lr=0.04, epochs=60, steps_per_epoch=10, kind="step", warmup_epochs=2)
+    assert w.lr_at(0) == 0.0 and w.lr_at(5) == pytest.approx(0.04 * 0.25) and w.lr_at(20) == pytest.approx(0.04)
+    with pytest.raises(ValueError):
+        Schedule(0.1, 1, 1, kind="cosine").lr_at(0)
+
+
+def test_learning_rate_scales_with_the_global_batch():
+    from backbone.pretrain import OptimConfig, build_optimizer
+
+    model = nn.Linear(3, 2)
+    o = OptimConfig(lr=0.01, lr_reference_batch=32)
+    opt = build_optimizer(model, o, o.lr * 256 / o.lr_reference_batch)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.08)
+    # weight decay on weights, none on biases (Caffe's decay_mult 0)
+    assert opt.param_groups[0]["weight_decay"] == 2e-4 and opt.param_groups[1]["weight_decay"] == 0.0
+    assert opt.param_groups[1]["params"][0] is model.bias
+
+
+# -- EMA ----------------------------------------------------------------------------------------
+def test_ema_update():
+    model = nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema = ema_model(model, decay=0.9)
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+    ema.update_parameters(model)  # the first update starts the average at the current weights
+    assert torch.allclose(ema.module.weight, torch.full((1, 2), 3.0))
+    with torch.no_grad():
+        model.weight.fill_(5.0)
+    ema.update_parameters(model)
+    assert torch.allclose(ema.module.weight, torch.full((1, 2), 0.9 * 3.0 + 0.1 * 5.0))
+    with torch.no_grad():
+        model.weight.fill_(-1.0)
+    ema.update_parameters(model)
+    assert torch.allclose(ema.module.weight, torch.full((1, 2), 0.9 * 3.2 + 0.1 * -1.0))
+
+
+# -- test-time crops ----------------------------------------------------------------------------
+def quadrant_image(h: int, w: int) -> np.ndarray:
+    img = np.zeros((h, w, 3), np.uint8)
+    img[: h // 2, : w // 2] = (255, 0, 0)
+    img[: h // 2, w // 2:] = (0, 255, 0)
+    img[h // 2:, : w // 2] = (0, 0, 255)
+    img[h // 2:, w // 2:] = (255, 255, 255)
+    return img
+
+
+def test_ten_crops_are_corners_centre_and_mirrors():
+    img = quadrant_image(256, 384)
+    crops = ten_crops(img, resize=256, crop=224)
+    assert len(crops) == 10 and all(c.shape == (224, 224, 3) for c in crops)
+    assert tuple(crops[0][0, 0]) == (255, 0, 0)  # top-left corner crop starts at the red quadrant
+    assert tuple(crops[1][0, -1]) == (0, 255, 0)  # top-right
+    assert tuple(crops[2][-1, 0]) == (0, 0, 255)  # bottom-left
+    assert tuple(crops[3][-1, -1]) == (255, 255, 255)  # bottom-right
+    for a, b in zip(crops[:5], crops[5:]):
+        assert np.array_equal(a[:, ::-1], b)
+
+
+@pytest.mark.parametrize("h,w", [(200, 600), (600, 200), (256, 256)])
+def test_144_crops(h, w):
+    img = quadrant_image(h, w)
+    crops = crops_144(img, scales=(256, 288, 320, 352), crop=224)
+    assert len(crops) == 144 and all(c.shape == (224, 224, 3) for c in crops)
+    # per scale: 3 squares x (6 crops + their 6 mirrors)
+    for s in range(4):
+        for q in range(3):
+            block = crops[s * 36 + q * 12: s * 36 + q * 12 + 12]
+            for a, b in zip(block[:6], block[6:]):
+                assert np.array_equal(a[:, ::-1], b)
+    # the first square of the first scale, resized whole (the 6th crop), shows all four quadrants
+    # only for a square image; for a 1:3 landscape one it is the left third: red and blue only
+    whole = crops[5]
+    colours = {tuple(int(v) for v in px) for px in whole[::8, ::8].reshape(-1, 3)}
+    if w > h:
+        assert (0, 255, 0) not in colours and (255, 0, 0) in colours
+    elif h == w:
+        assert {(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)} <= colours
+
+
+class CropVoter(nn.Module):
+    """Scores class 1 for crops whose mean is positive, class 0 otherwise, with confidences that make
+    averaging the softmax differ from a majority vote."""
+
+    def forward(self, x):
+        positive = (x.mean(dim=(1, 2, 3)) > 0).float()
+        logits = torch.stack([(1 - positive) * 0.2, positive * 8.0], dim=1)  # weak 0s, confident 1s
+        return logits
+
+
+def test_multi_crop_evaluation_averages_softmax():
+    # 10 crops of which 3 are positive: a majority vote says 0, the averaged softmax says 1
+    crops = torch.full((1, 10, 3, 4, 4), -1.0)
+    crops[0, :3] = 1.0
+
+    from backbone.data import Batch
+
+    class Wrapper(nn.Module):  # evaluate() scores crops with model.backbone
+        def __init__(self):
+            super().__init__()
+            self.backbone = CropVoter()
+
+    batch = Batch(crops, torch.tensor([1]), 0)
+    res = evaluate(Wrapper(), [batch], torch.device("cpu"))
+    assert res["main_top1"] == 100.0 and "aux1_top1" not in res
+    probs = CropVoter()(crops[0]).softmax(1)
+    assert probs.mean(0).argmax() == 1 and (probs.argmax(1) == 0).sum() == 7
+
+
+def test_topk_correct():
+    logits = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.05, 0.15], [0.2, 0.3, 0.5]])
+    assert topk_correct(logits, torch.tensor([1, 2, 0]), ks=(1, 2)) == [1, 2]
+
+
+# -- sampling -----------------------------------------------------------------------------------
+def test_epoch_sampler_splits_global_batches_and_resumes():
+    one = list(EpochSampler(20, global_batch=4, seed=3))
+    r0, r1 = EpochSampler(20, 4, 3, rank=0, world=2), EpochSampler(20, 4, 3, rank=1, world=2)
+    a, b = list(r0), list(r1)
+    for step in range(5):  # each global batch is the union of the ranks' halves
+        assert sorted(one[4 * step: 4 * step + 4]) == sorted(a[2 * step: 2 * step + 2] + b[2 * step: 2 * step + 2])
+    resumed = EpochSampler(20, 4, 3)
+    resumed.start_step = 2
+    assert list(resumed) == one[8:]
+    other = EpochSampler(20, 4, 3)
+    other.epoch = 1
+    assert list(other) != one
+
+
+# -- data readers and bad input ------------------------------------------------------------------
+def make_split(root, classes: dict[str, int], size=32):
+    for wnid, n in classes.items():
+        os.makedirs(root / wnid, exist_ok=True)
+        for i in range(n):
+            img = np.full((size, size, 3), 40 * i % 255, np.uint8)
+            cv2.imwrite(str(root / wnid / f"{wnid}_{i}.JPEG"), img)
+
+
+def test_image_formats_are_converted(tmp_path):
+    gray = tmp_path / "g.png"
+    cv2.imwrite(str(gray), np.full((5, 7), 100, np.uint8))
+    deep = tmp_path / "d.png"
+    cv2.imwrite(str(deep), np.full((5, 7, 3), 40000, np.uint16))
+    rgba = tmp_path / "a.png"
+    cv2.imwrite(str(rgba), np.dstack([np.full((5, 7, 3), (10, 20, 30), np.uint8), np.full((5, 7), 128, np.uint8)]))
+    for p in (gray, deep, rgba):
+        img = read_image(str(p))
+        assert img.shape == (5, 7, 3) and img.dtype == np.uint8
+    assert tuple(read_image(str(rgba))[0, 0]) == (30, 20, 10)  # BGR(A) on disk -> RGB
+
+
+def test_corrupt_images_are_skipped_and_counted_or_fail_naming_the_file(tmp_path):
+    make_split(tmp_path / "train", {"n01": 3, "n02": 3})
+    bad = tmp_path / "train" / "n02" / "n02_1.JPEG"
+    bad.write_bytes(bad.read_bytes()[:40])  # truncated
+    (tmp_path / "train" / "n01" / "n01_0.JPEG").write_bytes(b"")  # empty
+    classes = find_classes(str(tmp_path / "train"))
+    samples = class_folder_samples(str(tmp_path / "train"), classes)
+    ds = ClassificationDataset(samples, eval_transform(32, 32))
+    batch = collate([ds[i] for i in range(len(ds))])
+    assert batch.skipped == 2 and batch.images.shape[0] == 4
+    strict = ClassificationDataset(samples, eval_transform(32, 32), on_bad_image="error")
+    with pytest.raises(BadImageError, match="n01_0.JPEG: not a decodable image"):
+        strict[0]
+
+
+def test_empty_class_folder_and_missing_split_are_clear_errors(tmp_path):
+    make_split(tmp_path / "train", {"n01": 2})
+    os.makedirs(tmp_path / "train" / "n02")
+    with pytest.raises(DataError, match="n02: class folder has no images"):
+        find_classes(str(tmp_path / "train"))
+    with pytest.raises(DataError, match="no such folder"):
+        find_classes(str(tmp_path / "nope"))
+    make_split(tmp_path / "val", {"n03": 1})
+    with pytest.raises(DataError, match=r"\['n03'\] are not among the 1 training classes"):
+        class_folder_samples(str(tmp_path / "val"), ["n01"])
+
+
+def test_official_validation_labels(tmp_path):
+    val = tmp_path / "val"
+    os.makedirs(val)
+    for i in range(3):
+        cv2.imwrite(str(val / f"ILSVRC2012_val_{i + 1:08d}.JPEG"), np.zeros((8, 8, 3), np.uint8))
+    synsets = tmp_path / "map_clsloc.txt"
+    synsets.write_text("n02 1 two\nn01 2 one\n")
+    labels = tmp_path / "gt.txt"
+    labels.write_text("2\n1\n2\n")
+    samples = official_val_samples(str(val), str(labels), str(synsets), ["n01", "n02"])
+    assert [s[1] for s in samples] == [0, 1, 0]  # ID 2 -> n01 -> class index 0 (sorted wnids)
+    labels.write_text("2\n1\n")
+    with pytest.raises(DataError, match="2 labels for 3 images"):
+        official_val_samples(str(val), str(labels), str(synsets), ["n01", "n02"])
+    labels.write_text("2\n7\n1\n")
+    with pytest.raises(DataError, match=r"gt.txt:2: label '7' is not an ID"):
+        official_val_samples(str(val), str(labels), str(synsets), ["n01", "n02"])
+    labels.write_text("2\n1\n1\n")
+    with pytest.raises(DataError, match=r"gt.txt:2: class n02 \(ID 1\) is not among the training classes"):
+        official_val_samples(str(val), str(labels), str(synsets), ["n01"])
+
+
+def test_shipped_synset_list_has_the_1000_clsloc_classes():
+    from backbone.data import SYNSETS_FILE, read_synsets
+
+    synsets = read_synsets(SYNSETS_FILE)
+    assert len(synsets) == 1000 and sorted(i for _, i, _ in synsets) == list(range(1, 1001))
+    assert len({w for w, _, _ in synsets}) == 1000
+
+
+def test_training_augmentation_is_deterministic_per_sample(tmp_path):
+    from backbone.data import train_transform
+
+    make_split(tmp_path / "train", {"n01": 4})
+    samples = class_folder_samples(str(tmp_path / "train"), ["n01"])
+    a = ClassificationDataset(samples, train_transform(24), seed=5)
+    b = ClassificationDataset(samples, train_transform(24), seed=5)
+    assert torch.equal(a[2].image, b[2].image)  # same (seed, epoch, index), other instance
+    b.epoch = 1
+    assert not torch.equal(a[2].image, b[2].image)  # a new epoch draws anew

@@ -1,0 +1,70 @@
+"""Pretrain GoogLeNet on ImageNet with its auxiliary heads, then export the backbone.
+
+    python tools/pretrain_backbone.py [CONFIG] [key=value ...]
+    python tools/pretrain_backbone.py [CONFIG] --eval-only CKPT [--crops 1|10|144]
+    torchrun --nproc_per_node N tools/pretrain_backbone.py [CONFIG] [key=value ...]
+
+CONFIG defaults to configs/pretrain_imagenet.yaml; configs/pretrain_toy.yaml is the miniature.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from backbone.checkpoint import CheckpointError  # noqa: E402
+from backbone.config import ConfigError, load_config  # noqa: E402
+from backbone.data import DataError  # noqa: E402
+from backbone.engine import NonFiniteLoss  # noqa: E402
+from backbone.googlenet import WeightsError  # noqa: E402
+from backbone.pretrain import PretrainConfig, eval_only, run  # noqa: E402
+from backbone.runtime import shutdown_distributed  # noqa: E402
+
+DEFAULT_CONFIG = "configs/pretrain_imagenet.yaml"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("args", nargs="*", metavar="CONFIG | key=value",
+                        help=f"a YAML config (default {DEFAULT_CONFIG}), then dotted overrides, e.g. optim.lr=0.02")
+    parser.add_argument("--eval-only", metavar="CKPT", help="score a checkpoint or backbone.pth; no training")
+    parser.add_argument("--crops", type=int, choices=(1, 10, 144), help="test-time crops (default: eval_crops)")
+    ns = parser.parse_args(argv)
+    config = DEFAULT_CONFIG
+    overrides = list(ns.args)
+    if overrides and "=" not in overrides[0]:
+        config = overrides.pop(0)
+    name = "pretrain_backbone"
+    try:
+        cfg = load_config(PretrainConfig, config, overrides)
+        if ns.eval_only:
+            metrics = eval_only(cfg, ns.eval_only, ns.crops or cfg.eval_crops)
+            if int(os.environ.get("RANK", "0")) == 0:
+                print(" ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
+            return 0
+        if ns.crops:
+            cfg.eval_crops = ns.crops
+        metrics = run(cfg)
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"{name}: done; {os.path.join(cfg.out_dir, 'backbone.pth')} exported; "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if k.endswith(("top1", "top5"))))
+        return 0
+    except (ConfigError, DataError, WeightsError, CheckpointError) as e:
+        print(f"{name}: {e}", file=sys.stderr)
+        return 2
+    except NonFiniteLoss as e:
+        print(f"{name}: {e}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted; run the same command again (resume=auto) to continue", file=sys.stderr)
+        return 130
+    finally:
+        shutdown_distributed()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
