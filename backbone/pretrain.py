@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from . import checkpoint as ckpt_io
-from .config import to_dict
+from .config import ConfigError, to_dict
 from .data import (SYNSETS_FILE, ClassificationDataset, DataError, EpochSampler, class_folder_samples, collate,
                    eval_transform, find_classes, official_val_samples, read_synsets, seed_everything,
                    train_transform)
@@ -143,6 +143,10 @@ def class_names(cfg: PretrainConfig, classes: list[str]) -> list[str]:
 
 def build_model(cfg: PretrainConfig, num_classes: int) -> GoogLeNetWithAux:
     m = cfg.model
+    paper_pool = m.aux_pool == "paper" or (m.aux_pool is None and m.variant == "paper")
+    if paper_pool and cfg.data.crop != 224:
+        raise ConfigError(f"model.aux_pool=paper (the paper's 5x5/3 pooling) needs data.crop=224, not "
+                          f"{cfg.data.crop}: set model.aux_pool=adaptive")
     return googlenet(num_classes, variant=m.variant, norm=m.norm, fused=m.fused, dropout=m.dropout,
                      channels_last=m.channels_last, aux=True, aux_pool=m.aux_pool, aux_dropout=m.aux_dropout)
 
@@ -240,6 +244,7 @@ class Records:
 
 def run(cfg: PretrainConfig) -> dict:
     """Train (or resume) and export. Returns the final metrics."""
+    started = time.perf_counter()
     device, rank, world = init_distributed(cfg.device)
     if device.type == "cpu":
         tune_cpu_allocator()
@@ -328,7 +333,8 @@ def run(cfg: PretrainConfig) -> dict:
             last = not (epoch < cfg.epochs and epoch * sampler.steps() + start_step < total_steps)
             if (finished_epoch and epoch % cfg.eval_every == 0) or last:
                 metrics = evaluate_all(cfg, model, ema, val, rank, world, device, autocast, crops=cfg.eval_crops)
-                records.write("eval", {"epoch": epoch, **metrics}, epoch * sampler.steps() + start_step)
+                records.write("eval", {"epoch": epoch + start_step / sampler.steps(), **metrics},
+                              epoch * sampler.steps() + start_step)
                 _log(rank, "epoch {}: ".format(epoch) + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()
                                                                   if k.endswith(("top1", "top5"))))
     except NonFiniteLoss as e:
@@ -338,6 +344,7 @@ def run(cfg: PretrainConfig) -> dict:
 
     if not metrics:  # resumed a finished run: score it again for the export
         metrics = evaluate_all(cfg, model, ema, val, rank, world, device, autocast, crops=cfg.eval_crops)
+    metrics["wall_seconds"] = time.perf_counter() - started
     if rank == 0:
         use_ema = cfg.export == "ema" and ema is not None
         exported = ema.module if use_ema else model

@@ -153,3 +153,15 @@ def test_eval_only_with_ten_crops(toy, reference):
     assert "aux1_top1" not in fields  # the export has no auxiliary heads
     ckpt = run_tool(args + ["--eval-only", os.path.join(reference, "checkpoint_00000006.pth")])
     assert "aux1_top1" in ckpt.stdout
+
+
+def test_miniature_pretraining_learns(tmp_path):
+    """configs/pretrain_toy.yaml, shortened: well above the 10% of chance after 4 short epochs."""
+    out = run_tool(["configs/pretrain_toy.yaml", f"data.root={tmp_path / 'toy'}", f"work_dir={tmp_path}",
+                    "data.toy_images_per_class=40", "epochs=4", "eval_every=4", "progress=false"])
+    assert "backbone.pth exported" in out.stdout
+    import json
+
+    with open(tmp_path / "googlenet_toy" / "metrics.json") as f:
+        m = json.load(f)
+    assert m["main_top1"] >= 50.0 and m["ema_main_top1"] >= 40.0, m

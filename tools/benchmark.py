@@ -1,12 +1,18 @@
 """Throughput benchmarks, each printed side by side with its peer in one run.
 
     python tools/benchmark.py backbone [--batch 32] [--size 224] [--repeats 5] [--device auto]
+    python tools/benchmark.py pretrain [--batch 32] [--size 224] [--repeats 3] [--workers 1]
 
 ``backbone``: forward (eval, inference mode) and forward+backward (train mode, cross-entropy)
 images/s of our GoogLeNet layouts against torchvision's ``googlenet`` (random weights, the same
 input), with effective GFLOP/s (FLOPs counted by ``torch.utils.flop_counter``) and their share of
 this machine's large-matmul GFLOP/s, the practical ceiling. Each figure is the median of
 ``--repeats`` timed runs after ``--warmup`` untimed ones.
+
+``pretrain``: images/s of the data pipeline alone (one worker), and of the whole training step
+(data loader, forward/backward with the auxiliary losses, SGD) for ours and torchvision's
+``googlenet`` driven by the same ``train_one_epoch``; and the miniature's top-1 and wall time
+from its last ``make demo``.
 """
 
 from __future__ import annotations
@@ -140,6 +146,102 @@ def run_backbone(args: argparse.Namespace) -> int:
     return 0
 
 
+def _photo_like_folder(root: str, n: int, size: tuple[int, int] = (500, 375)) -> str:
+    """ImageNet-sized JPEGs (drawn shapes on noisy backgrounds) in class folders, for timing."""
+    import cv2
+    import numpy as np
+
+    from backbone.toy import SHAPES, TOY_WNIDS, background, class_color, draw_shape
+
+    rng = np.random.default_rng(0)
+    w, h = size
+    for i in range(n):
+        c = i % 4
+        folder = os.path.join(root, "train", TOY_WNIDS[c])
+        os.makedirs(folder, exist_ok=True)
+        img = background(rng, h, w)
+        draw_shape(img, SHAPES[c], w / 2, h / 2, 0.6 * h, class_color(rng, c))
+        cv2.imwrite(os.path.join(folder, f"{i}.JPEG"), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return root
+
+
+class _TorchvisionAux(nn.Module):
+    """torchvision's googlenet with aux heads, returning (logits, aux1, aux2) like ours in training."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import torchvision
+
+        self.net = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True)
+
+    def forward(self, x):
+        out = self.net(x)  # GoogLeNetOutputs(logits, aux_logits2, aux_logits1) in train mode
+        return out.logits, out.aux_logits1, out.aux_logits2
+
+
+def run_pretrain(args: argparse.Namespace) -> int:
+    """The pretraining pipeline: data alone per worker, then data + forward/backward + SGD, with
+    ours and torchvision's googlenet trained by the same loop (train_one_epoch)."""
+    import json
+    import tempfile
+
+    from torch.utils.data import DataLoader
+
+    from backbone.data import ClassificationDataset, EpochSampler, class_folder_samples, collate, find_classes, train_transform
+    from backbone.engine import Schedule, train_one_epoch
+    from backbone.pretrain import OptimConfig, build_optimizer
+
+    device = select_device(args.device)
+    steps = args.repeats
+    n_images = args.batch * (steps + 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = _photo_like_folder(tmp, n_images)
+        classes = find_classes(os.path.join(root, "train"))
+        samples = class_folder_samples(os.path.join(root, "train"), classes)
+        ds = ClassificationDataset(samples, train_transform(args.size), seed=0)
+        ds[0]
+        tic = time.perf_counter()
+        for i in range(len(ds)):
+            ds[i]
+        data_ips = len(ds) / (time.perf_counter() - tic)
+        print(f"device {device} ({torch.get_num_threads()} threads), batch {args.batch}, {args.size}x{args.size} crops "
+              f"from 500x375 JPEGs, {args.workers} loader worker(s), {steps} timed steps after 1 warm-up")
+        print(f"data pipeline alone (decode, crop, resize, flip, photometric, normalise): {data_ips:.1f} img/s per worker")
+        rows = []
+        pool = "paper" if args.size == 224 else "adaptive"
+        builds = [("ours paper (LRN)", lambda: googlenet(4, variant="paper", aux=True, aux_pool=pool)),
+                  ("ours paper, BN", lambda: googlenet(4, variant="paper", norm="bn", aux=True, aux_pool=pool)),
+                  ("torchvision googlenet (aux)", _TorchvisionAux)]
+        for name, build in builds:
+            torch.manual_seed(0)
+            model = build().to(device)
+            optimizer = build_optimizer(model, OptimConfig(), 0.01)
+            sampler = EpochSampler(len(ds), args.batch, seed=0)
+            schedule = Schedule(0.01, 1, sampler.steps())
+            loader = DataLoader(ds, batch_size=args.batch, sampler=sampler, num_workers=args.workers, collate_fn=collate,
+                                drop_last=True, pin_memory=device.type == "cuda")
+            # step 1 warms up (allocations, oneDNN kernels); the rest are timed
+            marks: list[float] = []
+            train_one_epoch(model, loader, optimizer, schedule, epoch=0, start_step=0, device=device, seed=0,
+                            progress=False, on_step=lambda step, s: marks.append(time.perf_counter()))
+            ips = args.batch * (len(marks) - 1) / (marks[-1] - marks[0])
+            rows.append((name, ips))
+            print(f"  measured {name}: {ips:.1f} img/s", file=sys.stderr, flush=True)
+    ref = rows[-1][1]
+    print(f"{'model':<30} {'train img/s':>11} {'x torchvision':>14}")
+    for name, ips in rows:
+        print(f"{name:<30} {ips:>11.1f} {ips / ref:>14.2f}")
+    metrics = os.path.join("work_dirs", "googlenet_toy", "metrics.json")
+    if os.path.isfile(metrics):
+        with open(metrics) as f:
+            m = json.load(f)
+        print(f"miniature (configs/pretrain_toy.yaml, from {metrics}): top-1 {m.get('main_top1', float('nan')):.1f}%, "
+              f"EMA top-1 {m.get('ema_main_top1', float('nan')):.1f}%, wall {m.get('wall_seconds', float('nan')):.0f} s")
+    else:
+        print("miniature: no work_dirs/googlenet_toy/metrics.json yet (make demo writes it)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -152,12 +254,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--allocator", choices=("tuned", "glibc"), default="tuned",
                    help="tuned: keep large buffers in glibc's heap (backbone.runtime.tune_cpu_allocator), "
                         "for every model alike; glibc: the default allocator")
+    q = sub.add_parser("pretrain", help="the pretraining pipeline against torchvision's googlenet, same loop")
+    q.add_argument("--batch", type=int, default=32)
+    q.add_argument("--size", type=int, default=224)
+    q.add_argument("--repeats", type=int, default=3, help="timed steps per model")
+    q.add_argument("--workers", type=int, default=1)
+    q.add_argument("--warmup", type=int, default=1)
+    q.add_argument("--device", default="auto")
+    q.add_argument("--allocator", choices=("tuned", "glibc"), default="tuned")
     args = parser.parse_args(argv)
     if args.batch < 1 or args.size < 32 or args.repeats < 1 or args.warmup < 0:
         parser.error("need --batch >= 1, --size >= 32, --repeats >= 1, --warmup >= 0")
     args.allocator_tuned = args.allocator == "tuned" and tune_cpu_allocator()
     try:
-        return run_backbone(args)
+        return run_backbone(args) if args.what == "backbone" else run_pretrain(args)
     except RuntimeError as e:
         print(f"benchmark: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
