@@ -9,8 +9,9 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["backbone", "detector"],
-    package_data={"backbone": ["map_clsloc.txt", "map_clsloc.COPYING"]},
+    packages=["backbone", "detector", "detector.data"],
+    package_data={"backbone": ["map_clsloc.txt", "map_clsloc.COPYING"],
+                  "detector.data": ["map_det.txt", "map_det.COPYING"]},
     install_requires=[
         # torch/torchvision: the Makefile pins 2.14.1 / 0.29.1 (on this project's machines' disk);
         # the range is what the code is written against (weights_only loading, flop_counter).

@@ -114,8 +114,11 @@ def _set_dotted(data: dict, cls: type, key: str, value: Any, where: str) -> None
         node_cls = sub
 
 
-def load_config(cls: type[T], path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> T:
-    """Read ``path`` (YAML) into ``cls``, apply ``key=value`` overrides, check every key and type."""
+def load_config(cls: type[T], path: str | os.PathLike | None, overrides: Sequence[str] = (),
+                section: str | None = None) -> T:
+    """Read ``path`` (YAML) into ``cls``, apply ``key=value`` overrides, check every key and type.
+    With ``section``, only that top-level mapping of the file is read (a tool that needs one part
+    of a larger config), and overrides are written with or without the ``section.`` prefix."""
     data: dict = {}
     where = os.fspath(path) if path is not None else "defaults"
     if path is not None:
@@ -130,7 +133,13 @@ def load_config(cls: type[T], path: str | os.PathLike | None, overrides: Sequenc
             raise ConfigError(f"{where}: not valid YAML{at}: {getattr(e, 'problem', e)}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{where}: the top level must be a mapping of keys, got {type(data).__name__}")
+        if section is not None:
+            data = data.get(section) or {}
+            if not isinstance(data, dict):
+                raise ConfigError(f"{where}: {section} must be a mapping of keys")
     for item in overrides:
+        if section is not None:
+            item = item.removeprefix(f"{section}.")
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r}: write overrides as key=value (e.g. optim.lr=0.01)")

@@ -42,14 +42,16 @@ class BadImageError(DataError):
     pass
 
 
-def read_image(path: str) -> np.ndarray:
-    """Decode ``path`` to RGB uint8 ``[H, W, 3]``. Grayscale, 16-bit, RGBA and CMYK are converted;
-    EXIF orientation is applied (OpenCV's IMREAD_COLOR does both)."""
+def read_image(path: str, exif_orientation: bool = True) -> np.ndarray:
+    """Decode ``path`` to RGB uint8 ``[H, W, 3]``. Grayscale, 16-bit, RGBA and CMYK are converted
+    (OpenCV's IMREAD_COLOR); EXIF orientation is applied unless ``exif_orientation=False`` (the
+    stored pixel array, which is what box annotations usually refer to)."""
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as e:
         raise BadImageError(f"{path}: cannot read ({e.strerror or e})") from None
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    flags = cv2.IMREAD_COLOR if exif_orientation else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    img = cv2.imdecode(data, flags) if data.size else None
     if img is None:
         raise BadImageError(f"{path}: not a decodable image (corrupt, truncated or empty)")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)

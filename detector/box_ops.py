@@ -1,0 +1,54 @@
+"""Box operations as small pure functions; the format is in the name, shapes in the comments.
+
+``xyxy``: continuous pixel coordinates, the box covering [x1, x2) x [y1, y2).
+``inclusive``: integer pixel indices of the first and last covered pixel (ILSVRC, 0-based).
+``xywh``: COCO's (x, y, width, height).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def inclusive_to_xyxy(boxes: np.ndarray, origin: int = 0) -> np.ndarray:
+    """[N, 4] inclusive pixel indices counted from ``origin`` (ILSVRC 0, VOC 1) -> [N, 4] xyxy."""
+    b = np.asarray(boxes, np.float32).reshape(-1, 4) - origin
+    return np.concatenate([b[:, :2], b[:, 2:] + 1], axis=1)
+
+
+def xyxy_to_inclusive(boxes: np.ndarray, origin: int = 0) -> np.ndarray:
+    """[N, 4] xyxy -> [N, 4] inclusive pixel indices counted from ``origin`` (inverse of the above)."""
+    b = np.asarray(boxes, np.float32).reshape(-1, 4)
+    return np.concatenate([b[:, :2], b[:, 2:] - 1], axis=1) + origin
+
+
+def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
+    """[N, 4] COCO xywh -> [N, 4] xyxy."""
+    b = np.asarray(boxes, np.float32).reshape(-1, 4)
+    return np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1)
+
+
+def xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
+    """[N, 4] xyxy -> [N, 4] COCO xywh."""
+    b = np.asarray(boxes, np.float32).reshape(-1, 4)
+    return np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1)
+
+
+def clip_xyxy(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """[N, 4] xyxy clipped to the image [0, width] x [0, height]."""
+    b = np.asarray(boxes, np.float32).reshape(-1, 4).copy()
+    b[:, 0::2] = b[:, 0::2].clip(0, width)
+    b[:, 1::2] = b[:, 1::2].clip(0, height)
+    return b
+
+
+def area_xyxy(boxes: np.ndarray) -> np.ndarray:
+    """[N, 4] xyxy -> [N] areas (0 for degenerate boxes)."""
+    b = np.asarray(boxes, np.float32).reshape(-1, 4)
+    return (b[:, 2] - b[:, 0]).clip(0) * (b[:, 3] - b[:, 1]).clip(0)
+
+
+def hflip_xyxy(boxes: np.ndarray, width: int) -> np.ndarray:
+    """[N, 4] xyxy of an image ``width`` wide -> the boxes of its mirror image."""
+    b = np.asarray(boxes, np.float32).reshape(-1, 4)
+    return np.stack([width - b[:, 2], b[:, 1], width - b[:, 0], b[:, 3]], axis=1)

@@ -1,0 +1,130 @@
+"""From an index of :class:`ImageRecord` s to batches: decode, transform, collate, and group by
+aspect ratio. Bad images never end an epoch: they are skipped, counted and named."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from backbone.data import BadImageError, read_image
+
+from .sample import DataReport, DetSample, ImageRecord
+from .transforms import DetTransform
+
+
+@dataclass
+class Skipped:
+    kind: str
+    message: str
+
+
+def load_sample(rec: ImageRecord) -> DetSample:
+    """Decode ``rec`` consistently with how its boxes were drawn: annotations give the size of the
+    stored pixel array, so EXIF orientation is applied only when it is the rotated view that
+    matches the annotated size. Raises BadImageError naming the file."""
+    img = read_image(rec.path, exif_orientation=False)
+    h, w = img.shape[:2]
+    if (h, w) != (rec.height, rec.width):
+        rotated = read_image(rec.path, exif_orientation=True)
+        if rotated.shape[:2] == (rec.height, rec.width):
+            img = rotated  # annotated on the EXIF-rotated view
+        else:
+            raise BadImageError(f"{rec.path}: image is {w}x{h}, its annotation ({rec.source}) says "
+                                f"{rec.width}x{rec.height}")
+    return DetSample(img, rec.boxes.copy(), rec.labels.copy(), rec.ignore.copy(), rec.image_id, (rec.height, rec.width))
+
+
+class DetectionDataset(Dataset):
+    def __init__(self, records: list[ImageRecord], transform: DetTransform | None, seed: int = 0) -> None:
+        self.records, self.transform, self.seed = records, transform, seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> DetSample | Skipped:
+        rec = self.records[index]
+        try:
+            sample = load_sample(rec)
+        except BadImageError as e:
+            return Skipped("unreadable or mismatched images (skipped)", str(e))
+        if self.transform is not None:
+            self.transform.set_seed(hash((self.seed, self.epoch, index)) & 0x7FFFFFFF)
+            sample = self.transform(sample)
+        return sample
+
+    def aspect_ratios(self) -> list[float]:
+        """From the annotations: no image is decoded."""
+        return [r.aspect for r in self.records]
+
+
+@dataclass
+class DetBatch:
+    images: list[torch.Tensor]  # [3, H, W] float in [0, 1], sizes vary
+    targets: list[dict]  # boxes [N, 4] xyxy, labels [N], ignore [N], image_id, orig_size, size
+    report: DataReport  # what this batch skipped
+
+
+def to_target(s: DetSample) -> dict:
+    return {"boxes": torch.from_numpy(np.ascontiguousarray(s.boxes, np.float32)).reshape(-1, 4),
+            "labels": torch.from_numpy(np.ascontiguousarray(s.labels, np.int64)),
+            "ignore": torch.from_numpy(np.ascontiguousarray(s.ignore, bool)),
+            "image_id": s.image_id, "orig_size": s.orig_size, "size": s.image.shape[:2]}
+
+
+def collate(items: list[DetSample | Skipped]) -> DetBatch:
+    report = DataReport()
+    images, targets = [], []
+    for it in items:
+        if isinstance(it, Skipped):
+            report.add(it.kind, it.message)
+            continue
+        images.append(torch.from_numpy(np.ascontiguousarray(it.image)).permute(2, 0, 1).float().div_(255.0))
+        targets.append(to_target(it))
+    return DetBatch(images, targets, report)
+
+
+class GroupedBatchSampler(torch.utils.data.Sampler[list[int]]):
+    """Batches of images of similar aspect ratio (landscape with landscape, portrait with portrait),
+    so padded batches waste little; a seeded permutation per epoch, sharded over processes first.
+
+    Grouping uses the annotations' sizes: no image is decoded."""
+
+    def __init__(self, aspect_ratios: list[float], batch_size: int, seed: int = 0, rank: int = 0, world: int = 1,
+                 shuffle: bool = True, drop_last: bool = False) -> None:
+        self.groups = np.array([0 if a >= 1.0 else 1 for a in aspect_ratios])
+        self.batch_size, self.seed, self.rank, self.world = batch_size, seed, rank, world
+        self.shuffle, self.drop_last = shuffle, drop_last
+        self.epoch = 0
+
+    def _my_indices(self) -> list[int]:
+        n = len(self.groups)
+        if self.shuffle:
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)).tolist()
+        else:
+            order = list(range(n))
+        usable = n - n % self.world if self.world > 1 else n  # every process the same count
+        return order[:usable][self.rank::self.world]
+
+    def __iter__(self):
+        buckets: dict[int, list[int]] = {0: [], 1: []}
+        for i in self._my_indices():
+            b = buckets[int(self.groups[i])]
+            b.append(i)
+            if len(b) == self.batch_size:
+                yield list(b)
+                b.clear()
+        if not self.drop_last:  # the remainders, still one orientation per batch
+            for b in buckets.values():
+                if b:
+                    yield list(b)
+
+    def __len__(self) -> int:
+        counts = np.bincount(self.groups[self._my_indices()], minlength=2)
+        full = int(sum(c // self.batch_size for c in counts))
+        if self.drop_last:
+            return full
+        return full + int(sum(c % self.batch_size > 0 for c in counts))

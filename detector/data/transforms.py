@@ -1,0 +1,64 @@
+"""Detection transforms. The image is resized once, here (the detector's own transform must not
+resize again): the shorter side to one of ``scales`` (chosen per image in training), capped so
+that the longer side stays within ``max_size``. Flips and photometric distortion go through
+albumentations with ``BboxParams``, which keeps boxes, labels and ignore flags in step and drops
+boxes that a transform made degenerate."""
+
+from __future__ import annotations
+
+import albumentations as A
+import cv2
+import numpy as np
+
+from .sample import DetSample
+
+
+def resize_scale(height: int, width: int, short: int, max_size: int) -> float:
+    """The factor that takes the shorter side to ``short``, unless the longer would exceed ``max_size``."""
+    return min(short / min(height, width), max_size / max(height, width))
+
+
+def resize_sample(s: DetSample, short: int, max_size: int) -> DetSample:
+    h, w = s.image.shape[:2]
+    f = resize_scale(h, w, short, max_size)
+    nh, nw = max(1, round(h * f)), max(1, round(w * f))
+    image = cv2.resize(s.image, (nw, nh), interpolation=cv2.INTER_LINEAR if f > 1 else cv2.INTER_AREA)
+    scale = np.array([nw / w, nh / h, nw / w, nh / h], np.float32)
+    return DetSample(image, s.boxes * scale, s.labels, s.ignore, s.image_id, s.orig_size)
+
+
+class DetTransform:
+    """``train=True``: random scale from ``scales``, horizontal flip, photometric distortion.
+    ``train=False``: the first of ``scales``, nothing random."""
+
+    def __init__(self, scales: tuple[int, ...], max_size: int, train: bool, flip: float = 0.5,
+                 photometric: float = 0.2, min_box_size: float = 1.0) -> None:
+        if not scales or min(scales) < 1 or max_size < max(scales):
+            raise ValueError(f"need scales >= 1 and max_size >= every scale, got scales={scales} max_size={max_size}")
+        self.scales, self.max_size, self.train = tuple(scales), max_size, train
+        ops = []
+        if train and flip > 0:
+            ops.append(A.HorizontalFlip(p=flip))
+        if train and photometric > 0:
+            ops.append(A.ColorJitter(brightness=photometric, contrast=photometric, saturation=photometric, hue=0.0,
+                                     p=0.8))
+        self.aug = A.Compose(ops, bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels", "ignore"],
+                                                           min_width=min_box_size, min_height=min_box_size,
+                                                           clip=True)) if ops else None
+        self.rng = np.random.default_rng(0)
+
+    def set_seed(self, seed: int) -> None:
+        """Seed the next call (per sample, so workers and resumes draw the same)."""
+        self.rng = np.random.default_rng(seed)
+        if self.aug is not None:
+            self.aug.set_random_seed(int(self.rng.integers(2**31)))
+
+    def __call__(self, s: DetSample) -> DetSample:
+        short = int(self.rng.choice(self.scales)) if self.train else self.scales[0]
+        s = resize_sample(s, short, self.max_size)
+        if self.aug is None:
+            return s
+        out = self.aug(image=s.image, bboxes=s.boxes, labels=s.labels, ignore=s.ignore)
+        boxes = np.asarray(out["bboxes"], np.float32).reshape(-1, 4)
+        return DetSample(out["image"], boxes, np.asarray(out["labels"], np.int64).reshape(-1),
+                         np.asarray(out["ignore"], bool).reshape(-1), s.image_id, s.orig_size)
