@@ -28,6 +28,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) tools/benchmark.py backbone
 	$(PY) tools/benchmark.py pretrain
+	$(PY) tools/benchmark.py data
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

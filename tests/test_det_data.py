@@ -254,6 +254,16 @@ def test_bad_images_are_skipped_and_named_without_ending_the_epoch(toy, tmp_path
     assert batch.report.counts["unreadable or mismatched images (skipped)"] == 2
     joined = " ".join(batch.report.examples)
     assert os.path.basename(files[0]) in joined and os.path.basename(files[1]) in joined
+    # through a DataLoader: the epoch goes on, and ends with one summary
+    from torch.utils.data import DataLoader
+
+    from detector.data import with_epoch_report
+
+    printed = []
+    loader = DataLoader(ds, batch_size=3, collate_fn=collate)
+    n = sum(len(b.images) for b in with_epoch_report(loader, "epoch 1", log=printed.append))
+    assert n == len(ds) - 2 and len(printed) == 1
+    assert printed[0].splitlines()[0] == "epoch 1: 2 unreadable or mismatched images (skipped)"
 
 
 def test_image_kinds_are_converted(tmp_path):
@@ -321,3 +331,30 @@ def test_data_report_summary():
     r.add("inverted boxes (dropped)", "a.xml: box")
     r.add("inverted boxes (dropped)", "b.xml: box")
     assert r.summary("epoch 1").splitlines()[0] == "epoch 1: 2 inverted boxes (dropped)"
+
+
+def test_val_split_is_class_balanced_complete_and_deterministic(tmp_path):
+    import subprocess
+    import sys
+    from collections import Counter
+
+    root = make_toy_ilsvrc(str(tmp_path / "ilsvrc"), n_train=2, n_val=120, n_negative=0, cls_per_class=2)
+    tool = [sys.executable, os.path.join(ROOT, "tools", "make_val_split.py"), root]
+    out = subprocess.run(tool, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT})
+    assert out.returncode == 0, out.stderr
+    sets = os.path.join(root, "ImageSets", "DET")
+    first = [open(os.path.join(sets, f"val{k}.txt")).read() for k in (1, 2)]
+    synsets = os.path.join(root, "map_det.txt")
+    halves = [ILSVRCDet(root, f"val{k}", synsets=synsets) for k in (1, 2)]
+    whole = ILSVRCDet(root, "val", synsets=synsets)
+    ids = [r.image_id for h in halves for r in h.records]
+    assert sorted(ids) == sorted(r.image_id for r in whole.records) and len(set(ids)) == len(ids)
+    assert abs(len(halves[0].records) - len(halves[1].records)) <= 12
+    counts = [Counter(int(l) for r in h.records for l in r.labels) for h in halves]
+    for c in set(counts[0]) | set(counts[1]):
+        assert abs(counts[0][c] - counts[1][c]) <= 3, (c, counts)
+    # the original indices are kept (the blacklist and submissions refer to them)
+    index = {r.image_id: r.index for r in whole.records}
+    assert all(r.index == index[r.image_id] for h in halves for r in h.records)
+    assert subprocess.run(tool, capture_output=True, env={**os.environ, "PYTHONPATH": ROOT}).returncode == 0
+    assert [open(os.path.join(sets, f"val{k}.txt")).read() for k in (1, 2)] == first  # deterministic

@@ -128,3 +128,18 @@ class GroupedBatchSampler(torch.utils.data.Sampler[list[int]]):
         if self.drop_last:
             return full
         return full + int(sum(c % self.batch_size > 0 for c in counts))
+
+
+def with_epoch_report(loader, what: str, log=None):
+    """Yield ``loader``'s batches; when the epoch ends, print one summary of everything its batches
+    skipped (``log``: a callable taking the text; stderr by default). Nothing is printed when
+    nothing was skipped."""
+    import sys
+
+    total = DataReport()
+    for batch in loader:
+        total.merge(batch.report)
+        yield batch
+    text = total.summary(what)
+    if text:
+        (log or (lambda t: print(t, file=sys.stderr)))(text)

@@ -1,0 +1,45 @@
+"""Split ILSVRC DET val into class-balanced halves val1 / val2 (R-CNN's practice: train on train +
+val1, evaluate on val2), written as ImageSets/DET/val1.txt and val2.txt beside val.txt.
+
+    python tools/make_val_split.py ROOT [--seed 0] [--synsets map_det.txt]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from backbone.data import DataError  # noqa: E402
+from detector.data.ilsvrc import MAP_DET, ILSVRCDet  # noqa: E402
+from detector.data.split import balanced_halves, write_split  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("root", help="the folder holding Data/, Annotations/ and ImageSets/")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--synsets", default=None, help="wnid list (default: ROOT/map_det.txt if present, else the 200 DET synsets)")
+    a = p.parse_args(argv)
+    synsets = a.synsets or (os.path.join(a.root, "map_det.txt") if os.path.isfile(os.path.join(a.root, "map_det.txt"))
+                            else MAP_DET)
+    try:
+        val = ILSVRCDet(a.root, "val", synsets=synsets)
+    except DataError as e:
+        print(f"make_val_split: {e}", file=sys.stderr)
+        return 2
+    if val.report:
+        print(val.report.summary("reading val"), file=sys.stderr)
+    one, two = balanced_halves(val.records, a.seed)
+    sets = os.path.join(a.root, "ImageSets", "DET")
+    write_split(os.path.join(sets, "val1.txt"), one)
+    write_split(os.path.join(sets, "val2.txt"), two)
+    print(f"make_val_split: {len(one)} images in {sets}/val1.txt, {len(two)} in {sets}/val2.txt "
+          f"({sum(len(r.labels) for r in one)} and {sum(len(r.labels) for r in two)} objects)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
