@@ -111,6 +111,33 @@ def boxes_from_objects(objects: list[XmlObject], width: int, height: int, class_
     return np.stack(boxes).astype(np.float32), np.array(labels, np.int64), kept
 
 
+def read_annotation(xml_path: str, image_path: str, report: DataReport,
+                    optional: bool = False) -> tuple[int, int, list[XmlObject]] | None:
+    """(width, height, objects) of an image: from its XML, the size from the image header when the
+    XML has none or (``optional``, ILSVRC negatives) there is no XML. None, reported, when it
+    cannot be had."""
+    objects: list[XmlObject] = []
+    width = height = None
+    if os.path.isfile(xml_path) or not optional:
+        try:
+            width, height, objects = parse_xml(xml_path, report)
+        except AnnotationError as e:
+            report.add("unreadable annotations (image skipped)", str(e))
+            return None
+    if width is None or height is None:
+        size = image_size(image_path)
+        source = xml_path if os.path.isfile(xml_path) else image_path
+        if size is None:
+            report.add("images without a size or a readable file (skipped)",
+                       f"{source}: no <size> and the image cannot be opened")
+            return None
+        if os.path.isfile(xml_path):
+            report.add("annotations without a size (read from the image header)",
+                       f"{xml_path}: no <size><width>/<height>; took {size[0]}x{size[1]} from the image")
+        width, height = size
+    return width, height, objects
+
+
 def read_blacklist(path: str, class_index: dict[str, int]) -> dict[int, set[int]]:
     """``image_index wnid`` lines -> {image_index: {label, ...}} (pairs not scored; spec §5)."""
     out: dict[int, set[int]] = {}
@@ -193,24 +220,10 @@ class ILSVRCDet:
 
     def _record(self, image_id: str, index: int, image_path: str, xml_path: str) -> ImageRecord | None:
         source = xml_path if os.path.isfile(xml_path) else image_path
-        width = height = None
-        objects: list[XmlObject] = []
-        if os.path.isfile(xml_path):
-            try:
-                width, height, objects = parse_xml(xml_path, self.report)
-            except AnnotationError as e:
-                self.report.add("unreadable annotations (image skipped)", str(e))
-                return None
-        if width is None or height is None:
-            size = image_size(image_path)
-            if size is None:
-                self.report.add("images without a size or a readable file (skipped)",
-                                f"{source}: no <size> and the image cannot be opened")
-                return None
-            if os.path.isfile(xml_path):
-                self.report.add("annotations without a size (read from the image header)",
-                                f"{xml_path}: no <size><width>/<height>; took {size[0]}x{size[1]} from the image")
-            width, height = size
+        found = read_annotation(xml_path, image_path, self.report, optional=True)
+        if found is None:
+            return None
+        width, height, objects = found
         boxes, labels, _ = boxes_from_objects(objects, width, height, self.class_index, source, self.report)
         ignore = np.zeros(len(labels), bool)
         black = self.blacklist.get(index, set())

@@ -9,7 +9,7 @@ import numpy as np
 
 from backbone.data import DataError
 
-from .ilsvrc import AnnotationError, boxes_from_objects, parse_xml
+from .ilsvrc import boxes_from_objects, read_annotation
 from .sample import DataReport, ImageRecord
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
@@ -33,14 +33,10 @@ class VOCDet:
     def _record(self, image_id: str) -> ImageRecord | None:
         xml = os.path.join(self.root, "Annotations", image_id + ".xml")
         image = os.path.join(self.root, "JPEGImages", image_id + ".jpg")
-        try:
-            width, height, objects = parse_xml(xml, self.report)
-        except AnnotationError as e:
-            self.report.add("unreadable annotations (image skipped)", str(e))
+        found = read_annotation(xml, image, self.report)
+        if found is None:
             return None
-        if width is None or height is None:
-            self.report.add("annotations without a size (image skipped)", f"{xml}: no <size><width>/<height>")
-            return None
+        width, height, objects = found
         boxes, labels, kept = boxes_from_objects(objects, width, height, self.class_index, xml, self.report, origin=1)
         ignore = np.array([objects[i].difficult for i in kept], bool)
         return ImageRecord(image, image_id, width, height, boxes, labels, ignore, source=xml)
