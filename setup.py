@@ -9,7 +9,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["backbone", "detector", "detector.data"],
+    packages=["backbone", "detector", "detector.data", "detector.evaluation"],
     package_data={"backbone": ["map_clsloc.txt", "map_clsloc.COPYING"],
                   "detector.data": ["map_det.txt", "map_det.COPYING"]},
     install_requires=[

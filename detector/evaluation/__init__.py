@@ -1,0 +1,9 @@
+"""Evaluation protocols: ILSVRC DET (the paper's), Pascal VOC 2007/2010+, and COCO via pycocotools."""
+
+from .ap import ImageDetections, ap_11_points, ap_all_points, iou_xyxy
+from .coco import evaluate_coco
+from .ilsvrc import evaluate_ilsvrc, object_thresholds
+from .voc import evaluate_voc
+
+__all__ = ["ImageDetections", "ap_11_points", "ap_all_points", "iou_xyxy", "evaluate_coco", "evaluate_ilsvrc",
+           "object_thresholds", "evaluate_voc"]

@@ -1,0 +1,87 @@
+"""Shared pieces of the AP protocols: per-image detections, IoU, and the precision/recall areas."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class ImageDetections:
+    """One image's detections, aligned with its ground-truth record."""
+
+    boxes: np.ndarray  # [K, 4] float xyxy, pixels
+    scores: np.ndarray  # [K]
+    labels: np.ndarray  # [K] int, 1..C
+
+    @staticmethod
+    def empty() -> "ImageDetections":
+        return ImageDetections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
+
+
+def iou_xyxy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """[N, 4] x [M, 4] xyxy -> [N, M] IoU. With boxes from inclusive pixel indices (xyxy = indices
+    + (0, 0, 1, 1)), this is exactly the devkits' "+1" inclusive-pixel IoU."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    iw = (np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])).clip(0)  # [N, M]
+    ih = (np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])).clip(0)  # [N, M]
+    inter = iw * ih
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])  # [N]
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])  # [M]
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def precision_recall(tp: np.ndarray, fp: np.ndarray, npos: int) -> tuple[np.ndarray, np.ndarray]:
+    """``tp``/``fp`` flags [K] in descending score order -> (precision [K], recall [K])."""
+    ctp, cfp = np.cumsum(tp, dtype=np.float64), np.cumsum(fp, dtype=np.float64)
+    recall = ctp / npos if npos > 0 else np.zeros_like(ctp)
+    precision = ctp / np.maximum(ctp + cfp, np.finfo(np.float64).eps)
+    return precision, recall
+
+
+def ap_all_points(precision: np.ndarray, recall: np.ndarray) -> float:
+    """Area under the precision/recall curve with precision made monotone (VOC 2010+, ILSVRC)."""
+    mrec = np.concatenate([[0.0], recall, [1.0]])
+    mpre = np.concatenate([[0.0], precision, [0.0]])
+    mpre = np.maximum.accumulate(mpre[::-1])[::-1]
+    step = np.nonzero(mrec[1:] != mrec[:-1])[0]
+    return float(np.sum((mrec[step + 1] - mrec[step]) * mpre[step + 1]))
+
+
+def ap_11_points(precision: np.ndarray, recall: np.ndarray) -> float:
+    """VOC 2007: the mean over recall 0, 0.1, .., 1 of the best precision at that recall or more."""
+    total = 0.0
+    for t in np.linspace(0, 1, 11):
+        above = precision[recall >= t - 1e-12]
+        total += above.max() if above.size else 0.0
+    return float(total / 11)
+
+
+def by_class(dets: list[ImageDetections], label: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All detections of ``label``: (image position [K], score [K], box [K, 4]), in descending score
+    order (stable: ties keep their image order, as the devkits' sort does)."""
+    img, score, box = [], [], []
+    for i, d in enumerate(dets):
+        keep = d.labels == label
+        if keep.any():
+            img.append(np.full(int(keep.sum()), i))
+            score.append(d.scores[keep])
+            box.append(d.boxes[keep])
+    if not img:
+        return np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 4))
+    img, score, box = np.concatenate(img), np.concatenate(score).astype(np.float64), np.concatenate(box)
+    order = np.argsort(-score, kind="stable")
+    return img[order], score[order], box[order]
+
+
+def check_aligned(records: list, dets: list[ImageDetections]) -> None:
+    if len(records) != len(dets):
+        raise ValueError(f"{len(dets)} detection lists for {len(records)} images: give one per image, in order")
+    for i, d in enumerate(dets):
+        if not (len(d.boxes) == len(d.scores) == len(d.labels)):
+            raise ValueError(f"image {i}: {len(d.boxes)} boxes, {len(d.scores)} scores, {len(d.labels)} labels")
+        if len(d.scores) and not np.isfinite(d.scores).all():
+            raise ValueError(f"image {i}: a score is not finite")

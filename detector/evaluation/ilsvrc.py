@@ -1,0 +1,80 @@
+"""The ILSVRC DET protocol, the paper's metric (spec §5; the devkit's eval_detection.m).
+
+Per class, over all images: each object has its own IoU threshold
+``min(0.5, w*h / ((w+10)*(h+10)))`` (inclusive-pixel sizes), so objects under about 25x25 px are
+matched more loosely; within an image the detections are taken in descending confidence, and each
+is matched to the not-yet-matched object of its class with the highest IoU among those that reach
+their own threshold: unlike Pascal VOC, a detection whose best-overlap object is taken can still
+match another. Blacklisted (image, class) pairs are left out: their detections are dropped and
+their objects do not count. AP is the all-point area under the monotone precision/recall curve.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .ap import ImageDetections, ap_all_points, by_class, check_aligned, iou_xyxy, precision_recall
+
+
+def object_thresholds(boxes: np.ndarray) -> np.ndarray:
+    """[M, 4] xyxy -> [M] IoU thresholds min(0.5, wh / ((w + 10)(h + 10))); w = xmax - xmin + 1 in
+    the devkit's inclusive pixels, which is x2 - x1 here."""
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+    return np.minimum(0.5, w * h / ((w + 10.0) * (h + 10.0)))
+
+
+def match_image(det_boxes: np.ndarray, gt_boxes: np.ndarray) -> np.ndarray:
+    """One image, one class, detections already in descending score order -> [K] true-positive flags.
+
+    The IoU matrix and every threshold test are vectorised; only detections that reach some
+    object's threshold are walked in order (the greedy choice depends on what earlier ones took)."""
+    tp = np.zeros(len(det_boxes), bool)
+    if len(det_boxes) == 0 or len(gt_boxes) == 0:
+        return tp
+    ok = iou_xyxy(det_boxes, gt_boxes)  # [K, M]
+    ok = np.where(ok >= object_thresholds(gt_boxes)[None, :], ok, -1.0)
+    candidates = np.nonzero((ok >= 0).any(1))[0]
+    taken = np.zeros(len(gt_boxes), bool)
+    for k in candidates:
+        row = np.where(taken, -1.0, ok[k])
+        g = int(row.argmax())
+        if row[g] >= 0:
+            taken[g] = True
+            tp[k] = True
+    return tp
+
+
+def evaluate_ilsvrc(records: list, dets: list[ImageDetections], num_classes: int) -> dict:
+    """``records``: ground truth per image (``boxes``, ``labels``, ``ignore_classes``: the
+    blacklisted classes of that image); ``dets``: one :class:`ImageDetections` per record.
+    Returns ``{"ap": [C] (NaN for a class without objects), "npos": [C], "map": mean over classes
+    with objects, "precision"/"recall": per class arrays}``."""
+    check_aligned(records, dets)
+    aps = np.full(num_classes, np.nan)
+    npos = np.zeros(num_classes, np.int64)
+    curves: list[tuple[np.ndarray, np.ndarray]] = []
+    black = [set(getattr(r, "ignore_classes", ()) or ()) for r in records]
+    for c in range(1, num_classes + 1):
+        gt = {i: r.boxes[r.labels == c] for i, r in enumerate(records) if c not in black[i] and (r.labels == c).any()}
+        npos[c - 1] = sum(len(b) for b in gt.values())
+        img, score, box = by_class(dets, c)
+        keep = np.array([c not in black[i] for i in img], bool) if len(img) else np.zeros(0, bool)
+        img, score, box = img[keep], score[keep], box[keep]
+        tp = np.zeros(len(img), bool)
+        # group the (score-sorted) detections by image; each group stays in score order
+        order = np.argsort(img, kind="stable")
+        starts = np.flatnonzero(np.r_[True, img[order][1:] != img[order][:-1]]) if len(img) else np.zeros(0, int)
+        bounds = np.r_[starts, len(img)]
+        for s, e in zip(bounds[:-1], bounds[1:]):
+            rows = order[s:e]
+            i = int(img[rows[0]])
+            if i in gt:
+                tp[rows] = match_image(box[rows], gt[i])
+        precision, recall = precision_recall(tp, ~tp, int(npos[c - 1]))
+        curves.append((precision, recall))
+        if npos[c - 1] > 0:
+            aps[c - 1] = ap_all_points(precision, recall)
+    valid = ~np.isnan(aps)
+    return {"ap": aps, "npos": npos, "map": float(aps[valid].mean()) if valid.any() else float("nan"),
+            "curves": curves}
