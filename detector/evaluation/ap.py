@@ -60,21 +60,58 @@ def ap_11_points(precision: np.ndarray, recall: np.ndarray) -> float:
     return float(total / 11)
 
 
-def by_class(dets: list[ImageDetections], label: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All detections of ``label``: (image position [K], score [K], box [K, 4]), in descending score
-    order (stable: ties keep their image order, as the devkits' sort does)."""
-    img, score, box = [], [], []
-    for i, d in enumerate(dets):
-        keep = d.labels == label
-        if keep.any():
-            img.append(np.full(int(keep.sum()), i))
-            score.append(d.scores[keep])
-            box.append(d.boxes[keep])
-    if not img:
-        return np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 4))
-    img, score, box = np.concatenate(img), np.concatenate(score).astype(np.float64), np.concatenate(box)
-    order = np.argsort(-score, kind="stable")
-    return img[order], score[order], box[order]
+@dataclass
+class FlatDetections:
+    """Every image's detections in one set of arrays, in image order (the devkits' file order)."""
+
+    image: np.ndarray  # [K] position of the image in the record list
+    label: np.ndarray  # [K]
+    score: np.ndarray  # [K] float64
+    box: np.ndarray  # [K, 4]
+
+    @staticmethod
+    def of(dets: list[ImageDetections]) -> "FlatDetections":
+        sizes = [len(d.scores) for d in dets]
+        if not sum(sizes):
+            return FlatDetections(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 4)))
+        return FlatDetections(np.repeat(np.arange(len(dets)), sizes),
+                              np.concatenate([d.labels for d in dets]).astype(np.int64),
+                              np.concatenate([d.scores for d in dets]).astype(np.float64),
+                              np.concatenate([d.boxes for d in dets]).astype(np.float64))
+
+    def of_class(self, label: int, order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(image [k], score [k], box [k, 4]) of ``label``, in descending score order (stable: ties
+        keep file order, as the devkits' sort does)."""
+        idx = np.flatnonzero(self.label == label) if order is None else order
+        idx = idx[np.argsort(-self.score[idx], kind="stable")]
+        return self.image[idx], self.score[idx], self.box[idx]
+
+
+def objects_by_image(records: list, keep=None) -> "dict[int, dict[int, tuple[np.ndarray, np.ndarray]]]":
+    """{label: {image position: (boxes [m, 4], ignore [m])}} in one pass over the records;
+    ``keep(i, labels) -> [m] bool`` drops objects (the ILSVRC blacklist)."""
+    out: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
+    for i, r in enumerate(records):
+        labels = np.asarray(r.labels)
+        if not len(labels):
+            continue
+        mask = np.ones(len(labels), bool) if keep is None else keep(i, labels)
+        for c in np.unique(labels[mask]):
+            m = mask & (labels == c)
+            out.setdefault(int(c), {})[i] = (np.asarray(r.boxes, np.float64)[m], np.asarray(r.ignore, bool)[m])
+    return out
+
+
+def per_image_groups(image: np.ndarray, wanted: np.ndarray):
+    """Rows of ``image`` (already in score order) grouped by image, each group keeping that order;
+    only images with ``wanted[image]`` are yielded, as ``(image, rows)``."""
+    rows = np.flatnonzero(wanted[image]) if len(image) else np.zeros(0, np.int64)
+    if not len(rows):
+        return
+    rows = rows[np.argsort(image[rows], kind="stable")]
+    cuts = np.flatnonzero(image[rows][1:] != image[rows][:-1]) + 1
+    for group in np.split(rows, cuts):
+        yield int(image[group[0]]), group
 
 
 def check_aligned(records: list, dets: list[ImageDetections]) -> None:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ap import ImageDetections, ap_all_points, by_class, check_aligned, iou_xyxy, precision_recall
+from .ap import (FlatDetections, ImageDetections, ap_all_points, check_aligned, iou_xyxy, objects_by_image,
+                 per_image_groups, precision_recall)
 
 
 def object_thresholds(boxes: np.ndarray) -> np.ndarray:
@@ -49,28 +50,33 @@ def evaluate_ilsvrc(records: list, dets: list[ImageDetections], num_classes: int
     """``records``: ground truth per image (``boxes``, ``labels``, ``ignore_classes``: the
     blacklisted classes of that image); ``dets``: one :class:`ImageDetections` per record.
     Returns ``{"ap": [C] (NaN for a class without objects), "npos": [C], "map": mean over classes
-    with objects, "precision"/"recall": per class arrays}``."""
+    with objects, "curves": per class (precision, recall)}``."""
     check_aligned(records, dets)
+    flat = FlatDetections.of(dets)
+    n_img = len(records)
+    # blacklisted (image, class) pairs as a lookup table
+    black = np.zeros((n_img, num_classes + 1), bool)
+    for i, r in enumerate(records):
+        for c in getattr(r, "ignore_classes", ()) or ():
+            black[i, c] = True
+    objects = objects_by_image(records, keep=lambda i, labels: ~black[i, labels])
+    keep_det = ~black[flat.image, flat.label] if len(flat.image) else np.zeros(0, bool)
+    by_label = np.argsort(flat.label, kind="stable")
+    bounds = np.searchsorted(flat.label[by_label], np.arange(1, num_classes + 2))
     aps = np.full(num_classes, np.nan)
     npos = np.zeros(num_classes, np.int64)
     curves: list[tuple[np.ndarray, np.ndarray]] = []
-    black = [set(getattr(r, "ignore_classes", ()) or ()) for r in records]
     for c in range(1, num_classes + 1):
-        gt = {i: r.boxes[r.labels == c] for i, r in enumerate(records) if c not in black[i] and (r.labels == c).any()}
-        npos[c - 1] = sum(len(b) for b in gt.values())
-        img, score, box = by_class(dets, c)
-        keep = np.array([c not in black[i] for i in img], bool) if len(img) else np.zeros(0, bool)
-        img, score, box = img[keep], score[keep], box[keep]
+        sel = by_label[bounds[c - 1]:bounds[c]]
+        sel = np.sort(sel[keep_det[sel]])  # file order, before the stable score sort
+        img, _, box = flat.of_class(c, sel)
+        gt = objects.get(c, {})
+        npos[c - 1] = sum(len(b) for b, _ in gt.values())
+        has = np.zeros(n_img, bool)
+        has[list(gt)] = True
         tp = np.zeros(len(img), bool)
-        # group the (score-sorted) detections by image; each group stays in score order
-        order = np.argsort(img, kind="stable")
-        starts = np.flatnonzero(np.r_[True, img[order][1:] != img[order][:-1]]) if len(img) else np.zeros(0, int)
-        bounds = np.r_[starts, len(img)]
-        for s, e in zip(bounds[:-1], bounds[1:]):
-            rows = order[s:e]
-            i = int(img[rows[0]])
-            if i in gt:
-                tp[rows] = match_image(box[rows], gt[i])
+        for i, rows in per_image_groups(img, has):
+            tp[rows] = match_image(box[rows], gt[i][0])
         precision, recall = precision_recall(tp, ~tp, int(npos[c - 1]))
         curves.append((precision, recall))
         if npos[c - 1] > 0:

@@ -7,30 +7,34 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ap import ImageDetections, ap_11_points, ap_all_points, by_class, check_aligned, iou_xyxy, precision_recall
+from .ap import (FlatDetections, ImageDetections, ap_11_points, ap_all_points, check_aligned, iou_xyxy,
+                 objects_by_image, per_image_groups, precision_recall)
 
 
 def evaluate_voc(records: list, dets: list[ImageDetections], num_classes: int, use_07_metric: bool = False,
                  iou_threshold: float = 0.5) -> dict:
     """``records``: ground truth per image (``boxes``, ``labels``, ``ignore`` = difficult)."""
     check_aligned(records, dets)
+    flat = FlatDetections.of(dets)
+    objects = objects_by_image(records)
     aps = np.full(num_classes, np.nan)
     npos = np.zeros(num_classes, np.int64)
     curves = []
     for c in range(1, num_classes + 1):
-        gt = {i: (r.boxes[r.labels == c], r.ignore[r.labels == c]) for i, r in enumerate(records) if (r.labels == c).any()}
+        gt = objects.get(c, {})
         npos[c - 1] = sum(int((~d).sum()) for _, d in gt.values())
-        img, score, box = by_class(dets, c)
+        img, score, box = flat.of_class(c)
         best_iou = np.zeros(len(img))
         best_gt = np.full(len(img), -1)
-        for i in np.unique(img):
-            if int(i) not in gt:
-                continue
-            rows = np.flatnonzero(img == i)
-            ov = iou_xyxy(box[rows], gt[int(i)][0])  # [k, m]
+        best_difficult = np.zeros(len(img), bool)
+        has = np.zeros(len(records), bool)
+        has[list(gt)] = True
+        for i, rows in per_image_groups(img, has):
+            ov = iou_xyxy(box[rows], gt[i][0])  # [k, m]
             best_iou[rows], best_gt[rows] = ov.max(1), ov.argmax(1)
+            best_difficult[rows] = gt[i][1][best_gt[rows]]
         hit = best_iou >= iou_threshold
-        difficult = np.array([bool(gt[int(i)][1][g]) if h else False for i, g, h in zip(img, best_gt, hit)], bool)
+        difficult = best_difficult & hit
         tp = np.zeros(len(img), bool)
         claim = np.flatnonzero(hit & ~difficult)
         if len(claim):
