@@ -1,0 +1,220 @@
+"""GoogLeNet inside torchvision's Faster R-CNN (region proposal network + per-region classifier).
+
+Two heads (spec §3):
+
+* ``head="c4"`` — the paper's entry in today's form: the trunk conv1 .. inception 4e (stride 16,
+  832 channels) feeds the RPN; each region is RoI-aligned to 14x14, max-pooled 3x3/2 (pool4),
+  passed through inception 5a and 5b, averaged, and classified over the classes plus background,
+  with box regression (``bbox_reg=True``) or without it, as the 2014 entry (``bbox_reg=False``).
+* ``head="fpn"`` — taps 3b / 4e / 5b, a feature pyramid, torchvision's two-layer MLP box head.
+
+Anchors and RoI pooling are derived from the backbone's ``feature_info`` (the usual trap with
+custom torchvision backbones: one anchor-size tuple per feature map, and ``featmap_names`` that
+match the backbone's output keys). The image is resized once, by the data pipeline
+(``detector.data.transforms``); the R-CNN transform here only normalises and batches.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.ops import FeaturePyramidNetwork, FrozenBatchNorm2d, MultiScaleRoIAlign
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+from backbone.googlenet import IMAGENET_MEAN, IMAGENET_STD, GoogLeNet, googlenet, load_weights, read_state_dict, split_at
+
+Head = Literal["c4", "fpn"]
+
+
+class NoResizeTransform(GeneralizedRCNNTransform):
+    """torchvision's R-CNN transform without its resize: the data pipeline has already resized
+    each image once (resizing twice would blur it and shift every box by rounding)."""
+
+    def resize(self, image: Tensor, target=None):  # type: ignore[override]
+        return image, target
+
+
+class C4Trunk(nn.Module):
+    """conv1 .. inception 4e as a torchvision detection backbone: ``{"0": [N, 832, H/16, W/16]}``."""
+
+    def __init__(self, net: GoogLeNet) -> None:
+        super().__init__()
+        self.body, _ = split_at(net, "4e")
+        info = {i.name: i for i in net.feature_info}["4e"]
+        self.out_channels, self.stride = info.channels, info.stride
+
+    def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
+        return OrderedDict([("0", self.body(x))])
+
+
+class C4BoxHead(nn.Module):
+    """The rest of GoogLeNet per region: 14x14 RoI -> pool4 (3x3/2) -> 5a -> 5b -> global average."""
+
+    def __init__(self, net: GoogLeNet) -> None:
+        super().__init__()
+        _, self.body = split_at(net, "4e")
+        self.out_channels = net.out_channels  # 1024
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(self.body(x), 1), 1)  # [K, 1024]
+
+
+class ClassOnlyPredictor(nn.Module):
+    """The 2014 entry used no bounding-box regression: class scores only; the box deltas are
+    zeros (constant, so the regression loss carries no gradient and proposals pass unchanged)."""
+
+    def __init__(self, in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.cls_score = nn.Linear(in_channels, num_classes)
+        self.num_classes = num_classes
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        x = x.flatten(1)
+        return self.cls_score(x), x.new_zeros(x.shape[0], self.num_classes * 4)
+
+
+class FPNBackbone(nn.Module):
+    """Taps 3b / 4e / 5b through a feature pyramid (256 channels) plus a max-pooled level."""
+
+    TAPS = ("3b", "4e", "5b")
+
+    def __init__(self, net: GoogLeNet, out_channels: int = 256) -> None:
+        super().__init__()
+        self.net = net
+        info = {i.name: i for i in net.feature_info}
+        self.fpn = FeaturePyramidNetwork([info[t].channels for t in self.TAPS], out_channels,
+                                         extra_blocks=LastLevelMaxPool())
+        self.out_channels = out_channels
+        self.strides = [info[t].stride for t in self.TAPS] + [info[self.TAPS[-1]].stride * 2]
+
+    def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
+        feats = self.net.forward_features(x, self.TAPS)
+        return self.fpn(OrderedDict((str(k), v) for k, v in enumerate(feats.values())))
+
+
+class GoogLeNetFasterRCNN(FasterRCNN):
+    """torchvision's FasterRCNN; without box regression its constant ``loss_box_reg`` (zero deltas
+    against the targets: no gradient) is left out of the losses rather than logged as if it meant
+    something."""
+
+    def forward(self, images, targets=None):  # type: ignore[override]
+        out = super().forward(images, targets)
+        if self.training and not self.bbox_reg:
+            out.pop("loss_box_reg", None)
+        return out
+
+
+def anchor_sizes_for(strides: list[int], base: int = 32) -> tuple[tuple[int, ...], ...]:
+    """One anchor-size tuple per feature map: the C4 map (one stride) gets the five classic sizes,
+    pyramid levels get one size each, 4x their stride (32 px at stride 8)."""
+    if len(strides) == 1:
+        return ((base, base * 2, base * 4, base * 8, base * 16),)
+    return tuple((4 * s,) for s in strides)
+
+
+def _backbone_net(weights: str | os.PathLike | None, variant: str, norm: str | None) -> tuple[GoogLeNet, dict]:
+    """The GoogLeNet to build on, and the export's metadata (variant, norm, input normalisation)."""
+    meta: dict = {}
+    if weights is not None:
+        path = os.fspath(weights)
+        obj = torch.load(path, map_location="cpu", weights_only=True) if os.path.isfile(path) else None
+        if isinstance(obj, dict) and isinstance(obj.get("meta"), dict):
+            meta = obj["meta"]
+            variant, norm = meta.get("variant", variant), meta.get("norm", norm)
+        sd = read_state_dict(path)
+        num = sd["fc.weight"].shape[0] if "fc.weight" in sd else 1000
+        net = googlenet(num, variant=variant, norm=norm, transform_input=bool(meta.get("transform_input", False))
+                        or "googlenet-1378be20" in os.path.basename(path))
+        load_weights(net, path)
+    else:
+        net = googlenet(1000, variant=variant, norm=norm)
+    return net, meta
+
+
+def freeze(net: GoogLeNet, trainable_from: str | None, freeze_bn: bool) -> None:  # noqa: D401
+    """Freeze the layers before ``trainable_from`` (a layer name such as ``"conv2"`` or
+    ``"inception3a"``; None trains everything) and, with ``freeze_bn``, every BatchNorm (running
+    statistics and affine parameters: detection batches are too small to estimate them)."""
+    if trainable_from is not None:
+        if trainable_from not in net._LAYERS:
+            raise ValueError(f"trainable_from={trainable_from!r} is not a layer; layers: {', '.join(net._LAYERS)}")
+        for name in net._LAYERS[: net._LAYERS.index(trainable_from)]:
+            getattr(net, name).requires_grad_(False)
+    if freeze_bn:
+        _freeze_batchnorm(net)
+
+
+def _freeze_batchnorm(module: nn.Module) -> None:
+    """Swap every BatchNorm2d for torchvision's FrozenBatchNorm2d with the same statistics."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
+            for key in ("weight", "bias", "running_mean", "running_var"):
+                getattr(frozen, key).copy_(getattr(child, key).detach())
+            setattr(module, name, frozen)
+        else:
+            _freeze_batchnorm(child)
+
+
+def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = True,
+                          weights: str | os.PathLike | None = None, variant: str = "paper", norm: str | None = None,
+                          trainable_from: str | None = "conv2", freeze_bn: bool = True,
+                          rpn_pre_nms_top_n_train: int = 2000, rpn_post_nms_top_n_train: int = 2000,
+                          rpn_pre_nms_top_n_test: int = 1000, rpn_post_nms_top_n_test: int = 300,
+                          box_batch_size_per_image: int = 128, box_score_thresh: float = 0.01,
+                          box_detections_per_img: int = 100) -> GoogLeNetFasterRCNN:
+    """Faster R-CNN with a GoogLeNet backbone.
+
+    Args:
+        num_classes: object classes, background excluded (the model predicts ``num_classes + 1``).
+        head: ``"c4"`` (the entry's Inception region classifier) or ``"fpn"``.
+        bbox_reg: box regression in the region head (the 2014 entry had none: ``False``).
+        weights: ``backbone.pth`` from ``tools/pretrain_backbone.py`` (its metadata sets the layout
+            and the input normalisation), or torchvision's ``googlenet-1378be20.pth``; None starts
+            from scratch.
+        trainable_from: first trainable layer (``"conv2"`` freezes conv1 as is usual); None trains all.
+        freeze_bn: keep BatchNorm statistics and parameters fixed (BN layouts).
+    """
+    if head not in ("c4", "fpn"):
+        raise ValueError(f"head must be 'c4' or 'fpn', got {head!r}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    net, meta = _backbone_net(weights, variant, norm)
+    freeze(net, trainable_from, freeze_bn)
+    inp = meta.get("input", {})
+    mean, std = list(inp.get("mean", IMAGENET_MEAN)), list(inp.get("std", IMAGENET_STD))
+    if head == "c4":
+        body = C4Trunk(net)
+        strides, names = [body.stride], ["0"]
+        box_head = C4BoxHead(net)
+        roi = MultiScaleRoIAlign(featmap_names=names, output_size=14, sampling_ratio=2)
+        rep = box_head.out_channels
+    else:
+        body = FPNBackbone(net)
+        strides, names = body.strides[:3], ["0", "1", "2"]  # the pooled level feeds the RPN only
+        roi = MultiScaleRoIAlign(featmap_names=names, output_size=7, sampling_ratio=2)
+        box_head = TwoMLPHead(body.out_channels * 7 * 7, 1024)
+        rep = 1024
+    all_strides = [body.stride] if head == "c4" else body.strides
+    sizes = anchor_sizes_for(all_strides)
+    anchors = AnchorGenerator(sizes=sizes, aspect_ratios=((0.5, 1.0, 2.0),) * len(sizes))
+    predictor = FastRCNNPredictor(rep, num_classes + 1) if bbox_reg else ClassOnlyPredictor(rep, num_classes + 1)
+    model = GoogLeNetFasterRCNN(body, rpn_anchor_generator=anchors, box_roi_pool=roi, box_head=box_head, box_predictor=predictor,
+                       image_mean=mean, image_std=std, rpn_pre_nms_top_n_train=rpn_pre_nms_top_n_train,
+                       rpn_post_nms_top_n_train=rpn_post_nms_top_n_train, rpn_pre_nms_top_n_test=rpn_pre_nms_top_n_test,
+                       rpn_post_nms_top_n_test=rpn_post_nms_top_n_test, box_batch_size_per_image=box_batch_size_per_image,
+                       box_score_thresh=box_score_thresh, box_detections_per_img=box_detections_per_img)
+    model.transform = NoResizeTransform(min_size=1, max_size=1 << 30, image_mean=mean, image_std=std)
+    # the contract, checked here rather than discovered as a shape error mid-training
+    if len(sizes) != len(all_strides) or model.rpn.head.cls_logits.out_channels != anchors.num_anchors_per_location()[0]:
+        raise AssertionError("anchor generator does not match the backbone's feature maps")
+    model.head_kind, model.bbox_reg = head, bbox_reg
+    return model

@@ -1,0 +1,108 @@
+"""The GoogLeNet Faster R-CNN builders: structure, the no-resize contract, weights, freezing."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torchvision.ops import FrozenBatchNorm2d
+
+from backbone.googlenet import googlenet
+from detector.model import (C4BoxHead, ClassOnlyPredictor, FPNBackbone, anchor_sizes_for, googlenet_faster_rcnn)
+
+SMALL = dict(rpn_pre_nms_top_n_train=200, rpn_post_nms_top_n_train=50, rpn_pre_nms_top_n_test=100,
+             rpn_post_nms_top_n_test=20, box_batch_size_per_image=16)
+
+
+def batch():
+    torch.manual_seed(0)
+    images = [torch.rand(3, 96, 128), torch.rand(3, 112, 80)]
+    targets = [{"boxes": torch.tensor([[10.0, 20.0, 60.0, 70.0]]), "labels": torch.tensor([2])},
+               {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)}]  # a negative image
+    return images, targets
+
+
+@pytest.mark.parametrize("head", ["c4", "fpn"])
+@pytest.mark.parametrize("bbox_reg", [True, False])
+def test_train_and_inference_steps(head, bbox_reg):
+    model = googlenet_faster_rcnn(3, head=head, bbox_reg=bbox_reg, **SMALL)
+    images, targets = batch()
+    model.train()
+    losses = model(images, targets)
+    assert set(losses) == {"loss_classifier", "loss_objectness", "loss_rpn_box_reg"} | (
+        {"loss_box_reg"} if bbox_reg else set())
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    assert model.backbone.body.inception4e.branch1.conv.weight.grad is not None if head == "c4" else \
+        model.backbone.net.inception4e.branch1.conv.weight.grad is not None
+    model.eval()
+    with torch.no_grad():
+        out = model(images)
+    for o, im in zip(out, images):
+        h, w = im.shape[1:]
+        assert o["boxes"].shape[1] == 4 and len(o["boxes"]) == len(o["scores"]) == len(o["labels"])
+        assert (o["boxes"][:, 2] <= w + 1e-3).all() and (o["boxes"][:, 3] <= h + 1e-3).all()
+        assert ((o["labels"] >= 1) & (o["labels"] <= 3)).all()
+
+
+def test_c4_layout_follows_the_spec():
+    model = googlenet_faster_rcnn(200, head="c4", bbox_reg=False, **SMALL)
+    assert model.backbone.out_channels == 832 and model.backbone.stride == 16
+    assert model.roi_heads.box_roi_pool.output_size == (14, 14)
+    assert model.roi_heads.box_roi_pool.featmap_names == ["0"]
+    head = model.roi_heads.box_head
+    assert isinstance(head, C4BoxHead) and head.body.maxpool4.kernel_size == 3 and head.body.maxpool4.stride == 2
+    rois = torch.rand(5, 832, 14, 14)
+    assert head(rois).shape == (5, 1024)  # 14 -> pool4 -> 7 -> 5a -> 5b -> average
+    assert isinstance(model.roi_heads.box_predictor, ClassOnlyPredictor)
+    assert model.roi_heads.box_predictor.cls_score.out_features == 201  # + background
+    assert model.rpn.head.cls_logits.out_channels == 15  # 5 sizes x 3 ratios on the one map
+
+
+def test_fpn_anchors_and_pooling_come_from_feature_info():
+    model = googlenet_faster_rcnn(3, head="fpn", **SMALL)
+    body = model.backbone
+    assert isinstance(body, FPNBackbone) and body.strides == [8, 16, 32, 64]
+    assert model.rpn.anchor_generator.sizes == anchor_sizes_for([8, 16, 32, 64]) == ((32,), (64,), (128,), (256,))
+    feats = body(torch.rand(1, 3, 96, 128))
+    assert list(feats) == ["0", "1", "2", "pool"] and all(f.shape[1] == 256 for f in feats.values())
+    assert model.roi_heads.box_roi_pool.featmap_names == ["0", "1", "2"]
+
+
+def test_the_detector_never_resizes():
+    model = googlenet_faster_rcnn(3, **SMALL).eval()
+    images = [torch.rand(3, 97, 131), torch.rand(3, 300, 40)]
+    image_list, _ = model.transform(images)
+    assert image_list.image_sizes == [(97, 131), (300, 40)]  # torchvision's default would resize to 800
+
+
+def test_backbone_weights_and_metadata_from_a_pretraining_export(tmp_path):
+    from backbone.checkpoint import save_atomic
+
+    net = googlenet(10, variant="paper", norm="bn")
+    with torch.no_grad():
+        net.conv1.bn.running_var.fill_(4.0)
+    meta = {"variant": "paper", "norm": "bn", "input": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}}
+    path = tmp_path / "backbone.pth"
+    save_atomic({"state_dict": net.state_dict(), "meta": meta}, str(path))
+    model = googlenet_faster_rcnn(3, weights=path, **SMALL)
+    trunk = model.backbone.body
+    assert torch.equal(trunk.inception4e.branch1.conv.weight, net.inception4e.branch1.conv.weight)
+    assert model.transform.image_mean == [0.5, 0.5, 0.5] and model.transform.image_std == [0.25, 0.25, 0.25]
+    # frozen: conv1 and every BN, with the pretrained statistics
+    assert not any(p.requires_grad for p in trunk.conv1.parameters())
+    assert trunk.conv2.conv.weight.requires_grad
+    assert isinstance(trunk.conv1.bn, FrozenBatchNorm2d) and torch.all(trunk.conv1.bn.running_var == 4.0)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    # the C4 region head is the pretrained network's 5a/5b
+    assert torch.equal(model.roi_heads.box_head.body.inception5b.branch2[1].conv.weight,
+                       net.inception5b.branch2[1].conv.weight)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="head must be"):
+        googlenet_faster_rcnn(3, head="c5")
+    with pytest.raises(ValueError, match="num_classes must be >= 1"):
+        googlenet_faster_rcnn(0)
+    with pytest.raises(ValueError, match="trainable_from='conv9' is not a layer"):
+        googlenet_faster_rcnn(3, trainable_from="conv9")
