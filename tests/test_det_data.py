@@ -157,7 +157,9 @@ def test_grouped_batches_share_orientation_and_shard_across_processes():
         assert len({aspects[i] >= 1 for i in b}) == 1
     ranks = [list(GroupedBatchSampler(aspects, 2, seed=1, rank=r, world=2)) for r in (0, 1)]
     mine = [set(i for b in batches for i in b) for batches in ranks]
-    assert not mine[0] & mine[1] and len(mine[0] | mine[1]) == 12
+    assert not mine[0] & mine[1] and len(mine[0] | mine[1]) >= 12 - 2 * 2
+    # every process takes the same number of steps (or DDP's all-reduce would wait forever)
+    assert len(ranks[0]) == len(ranks[1]) == len(GroupedBatchSampler(aspects, 2, seed=1, rank=0, world=2))
     again = GroupedBatchSampler(aspects, 2, seed=1)
     assert list(again) == batches
     again.epoch = 1

@@ -23,7 +23,7 @@ class DetDataConfig:
     toy: bool = False  # make the miniature ILSVRC at root on first use
     train_split: str = "train"  # ilsvrc: train | val1 ...; voc: trainval ...; coco: train2017 ...
     val_split: str = "val2"
-    synsets: str | None = None  # ilsvrc: wnid list (default: the shipped 200-class map_det.txt)
+    synsets: str | None = None  # ilsvrc: wnid list (default: <root>/map_det.txt if there, else the shipped 200)
     blacklist: str | None = None  # ilsvrc: (image index, wnid) pairs not scored; relative to root
     negatives: float = 0.0  # ilsvrc: share of the negative training images to include
     extra_train_splits: list[str] = field(default_factory=list)  # e.g. [val1] beside train (R-CNN's practice)
@@ -40,7 +40,8 @@ class DetDataConfig:
 def _index(cfg: DetDataConfig, split: str, seed: int):
     root = cfg.root
     if cfg.format == "ilsvrc":
-        synsets = cfg.synsets or (os.path.join(root, "map_det.txt") if cfg.toy else MAP_DET)
+        own = os.path.join(root, "map_det.txt")  # a data set that carries its own synset list (the miniature)
+        synsets = cfg.synsets or (own if os.path.isfile(own) else MAP_DET)
         if cfg.blacklist:
             blacklist = os.path.join(root, cfg.blacklist)
         elif cfg.toy:

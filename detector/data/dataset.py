@@ -54,6 +54,7 @@ class DetectionDataset(Dataset):
         if self.transform is not None:
             self.transform.set_seed(hash((self.seed, self.epoch, index)) & 0x7FFFFFFF)
             sample = self.transform(sample)
+        sample.position = index
         return sample
 
     def aspect_ratios(self) -> list[float]:
@@ -72,7 +73,7 @@ def to_target(s: DetSample) -> dict:
     return {"boxes": torch.from_numpy(np.ascontiguousarray(s.boxes, np.float32)).reshape(-1, 4),
             "labels": torch.from_numpy(np.ascontiguousarray(s.labels, np.int64)),
             "ignore": torch.from_numpy(np.ascontiguousarray(s.ignore, bool)),
-            "image_id": s.image_id, "orig_size": s.orig_size, "size": s.image.shape[:2]}
+            "image_id": s.image_id, "orig_size": s.orig_size, "size": s.image.shape[:2], "position": s.position}
 
 
 def collate(items: list[DetSample | Skipped]) -> DetBatch:
@@ -98,20 +99,20 @@ class GroupedBatchSampler(torch.utils.data.Sampler[list[int]]):
         self.groups = np.array([0 if a >= 1.0 else 1 for a in aspect_ratios])
         self.batch_size, self.seed, self.rank, self.world = batch_size, seed, rank, world
         self.shuffle, self.drop_last = shuffle, drop_last
-        self.epoch = 0
+        self.epoch, self.start_step = 0, 0  # start_step: batches to skip (resuming mid-epoch)
 
-    def _my_indices(self) -> list[int]:
+    def _indices(self, rank: int) -> list[int]:
         n = len(self.groups)
         if self.shuffle:
             order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)).tolist()
         else:
             order = list(range(n))
         usable = n - n % self.world if self.world > 1 else n  # every process the same count
-        return order[:usable][self.rank::self.world]
+        return order[:usable][rank::self.world]
 
-    def __iter__(self):
+    def _batches(self, rank: int):
         buckets: dict[int, list[int]] = {0: [], 1: []}
-        for i in self._my_indices():
+        for i in self._indices(rank):
             b = buckets[int(self.groups[i])]
             b.append(i)
             if len(b) == self.batch_size:
@@ -122,12 +123,26 @@ class GroupedBatchSampler(torch.utils.data.Sampler[list[int]]):
                 if b:
                     yield list(b)
 
-    def __len__(self) -> int:
-        counts = np.bincount(self.groups[self._my_indices()], minlength=2)
+    def _count(self, rank: int) -> int:
+        counts = np.bincount(self.groups[self._indices(rank)], minlength=2)
         full = int(sum(c // self.batch_size for c in counts))
-        if self.drop_last:
-            return full
-        return full + int(sum(c % self.batch_size > 0 for c in counts))
+        return full if self.drop_last else full + int(sum(c % self.batch_size > 0 for c in counts))
+
+    def _limit(self) -> int:
+        """Batches per process this epoch: under DDP every process must take the same number of
+        steps (or the gradient all-reduce waits forever), so all stop at the smallest count."""
+        return min(self._count(r) for r in range(self.world))
+
+    def __iter__(self):
+        limit = self._limit()
+        for k, b in enumerate(self._batches(self.rank)):
+            if k >= limit:
+                break
+            if k >= self.start_step:
+                yield b
+
+    def __len__(self) -> int:
+        return max(0, self._limit() - self.start_step)
 
 
 def with_epoch_report(loader, what: str, log=None):

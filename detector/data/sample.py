@@ -22,6 +22,7 @@ class DetSample:
     ignore: np.ndarray  # [N] bool: VOC difficult, COCO crowd, ILSVRC blacklisted
     image_id: str | int
     orig_size: tuple[int, int]  # (height, width) before any transform
+    position: int = -1  # index of the image in its data set (set by DetectionDataset)
 
 
 @dataclass

@@ -1,0 +1,219 @@
+"""Training one detector (one ensemble member): ``run(cfg)`` reads like the recipe. The
+checkpointing, records and device handling are pretraining's (``backbone``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader
+
+from backbone import checkpoint as ckpt_io
+from backbone.config import to_dict
+from backbone.data import DataError, seed_everything
+from backbone.engine import NonFiniteLoss
+from backbone.pretrain import Records
+from backbone.runtime import amp_for, init_distributed, tune_cpu_allocator
+
+from .data.build import DetDataConfig, build_detection_data
+from .data.dataset import GroupedBatchSampler, collate, with_epoch_report
+from .engine import lr_at, predict, train_one_epoch
+from .evaluation import evaluate_ilsvrc, evaluate_voc
+from .model import googlenet_faster_rcnn
+
+
+@dataclass
+class DetModelConfig:
+    head: Literal["c4", "fpn"] = "c4"
+    bbox_reg: bool = True  # the 2014 entry: false
+    weights: str | None = None  # backbone.pth from tools/pretrain_backbone.py (or torchvision's googlenet file)
+    variant: Literal["paper", "torchvision"] = "paper"  # used without weights; an export's metadata wins
+    norm: Literal["lrn", "bn"] | None = None
+    trainable_from: str | None = "conv2"
+    freeze_bn: bool = True
+    rpn_pre_nms_top_n_train: int = 2000
+    rpn_post_nms_top_n_train: int = 2000
+    rpn_pre_nms_top_n_test: int = 1000
+    rpn_post_nms_top_n_test: int = 300
+    box_batch_size_per_image: int = 128
+    box_score_thresh: float = 0.01
+    box_detections_per_img: int = 100
+
+
+@dataclass
+class DetOptimConfig:
+    lr: float = 0.02  # per lr_reference_batch images, scaled to the global batch
+    lr_reference_batch: int = 16
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    milestones: list[float] = field(default_factory=lambda: [8.0, 11.0])  # epochs where lr x gamma
+    gamma: float = 0.1
+    warmup_iters: int = 500
+    warmup_factor: float = 0.001
+    grad_clip: float | None = None
+
+
+@dataclass
+class DetConfig:
+    name: str = "googlenet_det"
+    work_dir: str = "work_dirs"
+    model_index: int = 0  # ensemble member k: its own seed and data order, in <work_dir>/<name>/model_<k>/
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    epochs: int = 12
+    batch_size: int = 16  # global
+    eval_every: int = 1
+    eval_metric: Literal["ilsvrc", "voc"] = "ilsvrc"
+    resume: str = "auto"
+    checkpoint_every_steps: int = 0
+    keep_checkpoints: int = 2
+    max_steps: int | None = None
+    progress: bool = True
+    data: DetDataConfig = field(default_factory=DetDataConfig)
+    model: DetModelConfig = field(default_factory=DetModelConfig)
+    optim: DetOptimConfig = field(default_factory=DetOptimConfig)
+
+    @property
+    def out_dir(self) -> str:
+        return os.path.join(self.work_dir, self.name, f"model_{self.model_index}")
+
+    @property
+    def member_seed(self) -> int:
+        """The paper's six members differ only in data order (and here their initial heads)."""
+        return self.seed + 1000 * self.model_index
+
+
+def build_model(cfg: DetConfig, num_classes: int) -> nn.Module:
+    m = cfg.model
+    return googlenet_faster_rcnn(num_classes, head=m.head, bbox_reg=m.bbox_reg, weights=m.weights, variant=m.variant,
+                                 norm=m.norm, trainable_from=m.trainable_from, freeze_bn=m.freeze_bn,
+                                 rpn_pre_nms_top_n_train=m.rpn_pre_nms_top_n_train,
+                                 rpn_post_nms_top_n_train=m.rpn_post_nms_top_n_train,
+                                 rpn_pre_nms_top_n_test=m.rpn_pre_nms_top_n_test,
+                                 rpn_post_nms_top_n_test=m.rpn_post_nms_top_n_test,
+                                 box_batch_size_per_image=m.box_batch_size_per_image,
+                                 box_score_thresh=m.box_score_thresh, box_detections_per_img=m.box_detections_per_img)
+
+
+def score(cfg: DetConfig, model: nn.Module, val_ds, val_index, device, autocast) -> dict:
+    loader = DataLoader(val_ds, batch_size=max(1, cfg.batch_size // 4), num_workers=cfg.data.workers, collate_fn=collate)
+    dets = predict(model, with_epoch_report(loader, "evaluation"), device, len(val_ds), autocast, cfg.progress)
+    n = len(val_index.classes)
+    res = (evaluate_ilsvrc(val_index.records, dets, n) if cfg.eval_metric == "ilsvrc"
+           else evaluate_voc(val_index.records, dets, n))
+    return {"map": res["map"], "ap": [None if a != a else round(float(a), 6) for a in res["ap"]]}
+
+
+def _log(rank: int, msg: str) -> None:
+    if rank == 0:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def run(cfg: DetConfig) -> dict:
+    started = time.perf_counter()
+    device, rank, world = init_distributed(cfg.device)
+    if device.type == "cpu":
+        tune_cpu_allocator()
+    if cfg.batch_size % world:
+        raise DataError(f"batch_size={cfg.batch_size} must divide among {world} processes")
+    seed = cfg.member_seed
+    train_ds, index = build_detection_data(cfg.data, train=True, seed=seed)
+    val_ds, val_index = build_detection_data(cfg.data, train=False, seed=seed)
+    for what, idx in (("training data", index), ("validation data", val_index)):
+        if idx.report:
+            _log(rank, idx.report.summary(f"reading the {what}"))
+    if not len(train_ds):
+        raise DataError(f"{cfg.data.root}: no training images in split {cfg.data.train_split}")
+    out = cfg.out_dir
+    seed_everything(seed)
+    model = build_model(cfg, len(index.classes)).to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    base_lr = cfg.optim.lr * cfg.batch_size / cfg.optim.lr_reference_batch
+    optimizer = torch.optim.SGD(params, lr=base_lr, momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay)
+    autocast, scaler = amp_for(device, cfg.amp)
+    sampler = GroupedBatchSampler(train_ds.aspect_ratios(), cfg.batch_size // world, seed=seed, rank=rank, world=world)
+    steps = len(sampler)
+    if steps == 0:
+        raise DataError(f"{cfg.data.root}: {len(train_ds)} training images make no batch of {cfg.batch_size}")
+    o = cfg.optim
+
+    def lr_for_step(g: int) -> float:
+        return lr_at(g, steps, base_lr, o.milestones, o.gamma, o.warmup_iters, o.warmup_factor)
+
+    start_epoch, start_step = 0, 0
+    if cfg.resume != "none":
+        found = (ckpt_io.latest_good_checkpoint(out, log=lambda m: _log(rank, m)) if cfg.resume == "auto"
+                 else (cfg.resume, ckpt_io.load_checkpoint(cfg.resume)))
+        if found is not None:
+            path, state = found
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            if scaler is not None and state.get("scaler") is not None:
+                scaler.load_state_dict(state["scaler"])
+            start_epoch, start_step = state["epoch"], state["step_in_epoch"]
+            _log(rank, f"resuming from {path} (epoch {start_epoch + 1}, step {start_step})")
+    net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    records = Records(out, rank == 0)
+
+    def save(epoch: int, step_in_epoch: int) -> None:
+        if rank != 0:
+            return
+        g = epoch * steps + step_in_epoch
+        ckpt_io.save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                             "scaler": scaler.state_dict() if scaler is not None else None, "epoch": epoch,
+                             "step_in_epoch": step_in_epoch, "global_step": g, "config": to_dict(cfg)},
+                            ckpt_io.checkpoint_path(out, g))
+        ckpt_io.prune_checkpoints(out, cfg.keep_checkpoints)
+
+    def on_step(step: int, stats: dict) -> None:
+        records.write("train", stats, stats["global_step"])
+        if cfg.checkpoint_every_steps and step % cfg.checkpoint_every_steps == 0 and step < steps:
+            save(stats["epoch"], step)
+
+    total = cfg.epochs * steps if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * steps)
+    metrics: dict = {}
+    epoch = start_epoch
+    try:
+        while epoch < cfg.epochs and epoch * steps + start_step < total:
+            sampler.epoch, sampler.start_step, train_ds.epoch = epoch, start_step, epoch
+            loader = DataLoader(train_ds, batch_sampler=sampler, num_workers=cfg.data.workers, collate_fn=collate,
+                                pin_memory=device.type == "cuda")
+            stats = train_one_epoch(net, with_epoch_report(loader, f"epoch {epoch + 1}", log=lambda t: _log(rank, t)),
+                                    optimizer, lr_for_step, epoch=epoch, epochs=cfg.epochs, steps_per_epoch=steps,
+                                    start_step=start_step, device=device, seed=seed, rank=rank, scaler=scaler,
+                                    autocast=autocast, grad_clip=o.grad_clip, on_step=on_step,
+                                    progress=cfg.progress and rank == 0, max_steps=cfg.max_steps)
+            finished = stats["steps_done"] >= steps
+            epoch, start_step = (epoch + 1, 0) if finished else (epoch, stats["steps_done"])
+            save(epoch, start_step)
+            last = not (epoch < cfg.epochs and epoch * steps + start_step < total)
+            if rank == 0 and ((finished and epoch % cfg.eval_every == 0) or last):
+                metrics = score(cfg, model, val_ds, val_index, device, autocast)
+                records.write("eval", {"epoch": epoch + start_step / steps, "map": metrics["map"]}, epoch * steps + start_step)
+                _log(rank, f"epoch {epoch}: {cfg.eval_metric} mAP {100 * metrics['map']:.2f}")
+            if world > 1:
+                dist.barrier()
+    except NonFiniteLoss as e:
+        good = ckpt_io.list_checkpoints(out)
+        raise NonFiniteLoss(f"{e}: stopped; lower optim.lr, lengthen optim.warmup_iters or set optim.grad_clip. "
+                            f"{'The last good checkpoint is ' + good[0] if good else 'No checkpoint was written'}") from None
+    if rank == 0:
+        if not metrics:
+            metrics = score(cfg, model, val_ds, val_index, device, autocast)
+        metrics["wall_seconds"] = time.perf_counter() - started
+        ckpt_io.save_atomic({"model": model.state_dict(), "config": to_dict(cfg), "classes": list(index.classes),
+                             "class_names": list(index.class_names), "metrics": metrics},
+                            os.path.join(out, "model_final.pth"))
+        with open(os.path.join(out, "metrics.json.tmp"), "w") as f:
+            json.dump(metrics, f, indent=1)
+        os.replace(os.path.join(out, "metrics.json.tmp"), os.path.join(out, "metrics.json"))
+    records.close()
+    return metrics
