@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(PY) tools/benchmark.py backbone
 	$(PY) tools/benchmark.py pretrain
 	$(PY) tools/benchmark.py data
+	$(PY) tools/benchmark.py eval
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
