@@ -151,6 +151,11 @@ def load_config(cls: type[T], path: str | os.PathLike | None, overrides: Sequenc
     return _build(cls, data, where)
 
 
+def load_config_dict(cls: type[T], data: dict, where: str = "config") -> T:
+    """A config from plain data (as :func:`to_dict` wrote it into a checkpoint), checked the same way."""
+    return _build(cls, dict(data), where)
+
+
 def to_dict(cfg: Any) -> dict:
     """The config as plain data (for checkpoints, logs and the export's metadata)."""
     return dataclasses.asdict(cfg)

@@ -120,7 +120,8 @@ def anchor_sizes_for(strides: list[int], base: int = 32) -> tuple[tuple[int, ...
     return tuple((4 * s,) for s in strides)
 
 
-def _backbone_net(weights: str | os.PathLike | None, variant: str, norm: str | None) -> tuple[GoogLeNet, dict]:
+def _backbone_net(weights: str | os.PathLike | None, variant: str, norm: str | None,
+                  transform_input: bool = False) -> tuple[GoogLeNet, dict]:
     """The GoogLeNet to build on, and the export's metadata (variant, norm, input normalisation)."""
     meta: dict = {}
     if weights is not None:
@@ -135,7 +136,7 @@ def _backbone_net(weights: str | os.PathLike | None, variant: str, norm: str | N
                         or "googlenet-1378be20" in os.path.basename(path))
         load_weights(net, path)
     else:
-        net = googlenet(1000, variant=variant, norm=norm)
+        net = googlenet(1000, variant=variant, norm=norm, transform_input=transform_input)
     return net, meta
 
 
@@ -170,7 +171,9 @@ def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = 
                           rpn_pre_nms_top_n_train: int = 2000, rpn_post_nms_top_n_train: int = 2000,
                           rpn_pre_nms_top_n_test: int = 1000, rpn_post_nms_top_n_test: int = 300,
                           box_batch_size_per_image: int = 128, box_score_thresh: float = 0.01,
-                          box_detections_per_img: int = 100) -> GoogLeNetFasterRCNN:
+                          box_detections_per_img: int = 100, transform_input: bool = False,
+                          image_mean: list[float] | None = None,
+                          image_std: list[float] | None = None) -> GoogLeNetFasterRCNN:
     """Faster R-CNN with a GoogLeNet backbone.
 
     Args:
@@ -187,10 +190,11 @@ def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = 
         raise ValueError(f"head must be 'c4' or 'fpn', got {head!r}")
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-    net, meta = _backbone_net(weights, variant, norm)
+    net, meta = _backbone_net(weights, variant, norm, transform_input)
     freeze(net, trainable_from, freeze_bn)
     inp = meta.get("input", {})
-    mean, std = list(inp.get("mean", IMAGENET_MEAN)), list(inp.get("std", IMAGENET_STD))
+    mean = list(inp.get("mean", image_mean or IMAGENET_MEAN))
+    std = list(inp.get("std", image_std or IMAGENET_STD))
     if head == "c4":
         body = C4Trunk(net)
         strides, names = [body.stride], ["0"]
@@ -217,4 +221,7 @@ def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = 
     if len(sizes) != len(all_strides) or model.rpn.head.cls_logits.out_channels != anchors.num_anchors_per_location()[0]:
         raise AssertionError("anchor generator does not match the backbone's feature maps")
     model.head_kind, model.bbox_reg = head, bbox_reg
+    # what rebuilding it without the pretraining export needs (tools/infer.py, tools/eval_map.py)
+    model.backbone_layout = {"variant": net.variant, "norm": net.norm, "transform_input": net.transform_input,
+                             "mean": mean, "std": std}
     return model

@@ -103,6 +103,32 @@ def build_model(cfg: DetConfig, num_classes: int) -> nn.Module:
                                  box_score_thresh=m.box_score_thresh, box_detections_per_img=m.box_detections_per_img)
 
 
+def load_final(path: str) -> tuple[nn.Module, dict]:
+    """A trained detector from its ``model_final.pth``, without the pretraining export it started
+    from: ``(model in eval mode, the file's contents)``."""
+    from backbone.config import ConfigError, load_config_dict
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ckpt_io.CheckpointError(f"{path}: unreadable ({type(e).__name__}); expected model_final.pth from "
+                                      "tools/train_det.py") from None
+    if not isinstance(state, dict) or not {"model", "config", "classes", "backbone_layout"} <= set(state):
+        raise ckpt_io.CheckpointError(f"{path}: not a model_final.pth of tools/train_det.py (needs model, config, "
+                                      "classes, backbone_layout)")
+    cfg = load_config_dict(DetConfig, state["config"], path)
+    lay = state["backbone_layout"]
+    m = cfg.model
+    model = googlenet_faster_rcnn(len(state["classes"]), head=m.head, bbox_reg=m.bbox_reg, weights=None,
+                                  variant=lay["variant"], norm=lay["norm"], transform_input=lay["transform_input"],
+                                  image_mean=lay["mean"], image_std=lay["std"], trainable_from=None, freeze_bn=m.freeze_bn,
+                                  rpn_pre_nms_top_n_test=m.rpn_pre_nms_top_n_test,
+                                  rpn_post_nms_top_n_test=m.rpn_post_nms_top_n_test,
+                                  box_score_thresh=m.box_score_thresh, box_detections_per_img=m.box_detections_per_img)
+    model.load_state_dict(state["model"])
+    return model.eval(), {**state, "cfg": cfg}
+
+
 def score(cfg: DetConfig, model: nn.Module, val_ds, val_index, device, autocast) -> dict:
     loader = DataLoader(val_ds, batch_size=max(1, cfg.batch_size // 4), num_workers=cfg.data.workers, collate_fn=collate)
     dets = predict(model, with_epoch_report(loader, "evaluation"), device, len(val_ds), autocast, cfg.progress)
@@ -210,7 +236,8 @@ def run(cfg: DetConfig) -> dict:
             metrics = score(cfg, model, val_ds, val_index, device, autocast)
         metrics["wall_seconds"] = time.perf_counter() - started
         ckpt_io.save_atomic({"model": model.state_dict(), "config": to_dict(cfg), "classes": list(index.classes),
-                             "class_names": list(index.class_names), "metrics": metrics},
+                             "class_names": list(index.class_names), "metrics": metrics,
+                             "backbone_layout": model.backbone_layout},
                             os.path.join(out, "model_final.pth"))
         with open(os.path.join(out, "metrics.json.tmp"), "w") as f:
             json.dump(metrics, f, indent=1)

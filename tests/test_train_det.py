@@ -70,3 +70,23 @@ def test_a_batch_of_negatives_only_trains(head):
     losses = model(images, targets)
     assert all(torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
+
+
+def test_infer_draws_and_writes_detections(toy, tmp_path):
+    assert run(tiny(toy, str(tmp_path), "max_steps=2", "model.box_score_thresh=0.0")).returncode == 0
+    final = tmp_path / "googlenet_toy_det" / "model_0" / "model_final.pth"
+    images = os.path.join(toy, "Data", "DET", "val")
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not an image")
+    out = run([os.path.join(ROOT, "tools", "infer.py"), str(final), images, str(bad), "--out", str(tmp_path / "out"),
+               "--score", "0.0"])
+    assert out.returncode == 0, out.stderr[-2000:]
+    import json
+
+    dets = json.load(open(tmp_path / "out" / "detections.json"))
+    assert len(dets) == 4 and "broken.jpg" in out.stderr
+    assert len(list((tmp_path / "out").glob("*.png"))) == 4
+    first = next(iter(dets.values()))
+    assert first and {"box_xyxy", "score", "label", "name"} <= set(first[0])
+    missing = run([os.path.join(ROOT, "tools", "infer.py"), str(tmp_path / "nope.pth"), images, "--out", str(tmp_path)])
+    assert missing.returncode == 2 and "nope.pth" in missing.stderr

@@ -20,17 +20,7 @@ from backbone.config import ConfigError, load_config  # noqa: E402
 from backbone.data import DataError  # noqa: E402
 from detector.data.build import DetDataConfig, build_detection_data  # noqa: E402
 from detector.data.dataset import Skipped  # noqa: E402
-
-
-def draw(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, ignore: np.ndarray, names: list[str]) -> np.ndarray:
-    out = np.ascontiguousarray(image[:, :, ::-1])  # RGB -> BGR for OpenCV
-    for (x1, y1, x2, y2), label, ign in zip(boxes.tolist(), labels.tolist(), ignore.tolist()):
-        colour = (128, 128, 128) if ign else (0, 255, 0)
-        cv2.rectangle(out, (round(x1), round(y1)), (round(x2) - 1, round(y2) - 1), colour, 1)
-        text = names[label - 1] + (" (ignored)" if ign else "")
-        cv2.putText(out, text, (round(x1), max(8, round(y1) - 2)), cv2.FONT_HERSHEY_SIMPLEX, 0.35, colour, 1,
-                    cv2.LINE_AA)
-    return out
+from detector.visualize import draw_boxes  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"browse_dataset: skipped: {s.message}", file=sys.stderr)
             continue
         path = os.path.join(a.out, f"{a.split}_{i:06d}.png")
-        cv2.imwrite(path, draw(s.image, s.boxes, s.labels, s.ignore, index.class_names))
+        cv2.imwrite(path, draw_boxes(s.image, s.boxes, s.labels, index.class_names, ignore=s.ignore))
         written += 1
     print(f"browse_dataset: {written} image(s) with boxes in {a.out}/")
     return 0
