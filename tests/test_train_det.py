@@ -90,3 +90,27 @@ def test_infer_draws_and_writes_detections(toy, tmp_path):
     assert first and {"box_xyxy", "score", "label", "name"} <= set(first[0])
     missing = run([os.path.join(ROOT, "tools", "infer.py"), str(tmp_path / "nope.pth"), images, "--out", str(tmp_path)])
     assert missing.returncode == 2 and "nope.pth" in missing.stderr
+
+
+def test_killed_then_resumed_equals_uninterrupted(toy, tmp_path):
+    import signal
+    import time
+
+    common = ("max_steps=4", "checkpoint_every_steps=1", "keep_checkpoints=5", "eval_every=100")
+    assert run(tiny(toy, str(tmp_path / "ref"), *common)).returncode == 0
+    work = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, *tiny(toy, str(work), *common)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": ROOT})
+    target = work / "googlenet_toy_det" / "model_0" / "checkpoint_00000002.pth"
+    deadline = time.time() + 300
+    while not target.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert target.exists() and not (work / "googlenet_toy_det" / "model_0" / "model_final.pth").exists()
+    out = run(tiny(toy, str(work), *common))
+    assert out.returncode == 0 and "resuming from" in out.stderr
+    a = torch.load(tmp_path / "ref" / "googlenet_toy_det" / "model_0" / "checkpoint_00000004.pth", weights_only=True)
+    b = torch.load(work / "googlenet_toy_det" / "model_0" / "checkpoint_00000004.pth", weights_only=True)
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
