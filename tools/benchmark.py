@@ -4,6 +4,7 @@
     python tools/benchmark.py pretrain [--batch 32] [--size 224] [--repeats 3] [--workers 1]
     python tools/benchmark.py data [--coco ../shared/data/tiny_coco] [--repeats 3]
     python tools/benchmark.py eval [--images 20000] [--per-image 50]
+    python tools/benchmark.py detector [--batch 2] [--size 600]
 
 ``backbone``: forward (eval, inference mode) and forward+backward (train mode, cross-entropy)
 images/s of our GoogLeNet layouts against torchvision's ``googlenet`` (random weights, the same
@@ -354,6 +355,96 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+DETECTORS = ("ours c4 (GoogLeNet, Inception region head)", "ours fpn (GoogLeNet + FPN)",
+             "torchvision fasterrcnn_resnet50_fpn", "torchvision fasterrcnn_mobilenet_v3_large_fpn")
+
+
+def _detector(name: str, num_classes: int, short: int, max_size: int) -> nn.Module:
+    from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_fpn, fasterrcnn_resnet50_fpn
+
+    from detector.model import googlenet_faster_rcnn
+
+    if name.startswith("ours"):
+        return googlenet_faster_rcnn(num_classes, head="c4" if "c4" in name else "fpn")
+    build = fasterrcnn_resnet50_fpn if "resnet50" in name else fasterrcnn_mobilenet_v3_large_fpn
+    # random weights, no download; their transform resizes to the same scale (a no-op on these images)
+    return build(weights=None, weights_backbone=None, num_classes=num_classes + 1, min_size=short, max_size=max_size)
+
+
+def _one_detector(args: argparse.Namespace) -> dict:
+    """One model in this process (so that its peak memory is its own): train and inference img/s."""
+    import resource
+
+    import numpy as np
+
+    device = select_device(args.device)
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    images, targets = [], []
+    for k in range(args.batch):  # ILSVRC-like: 600 px shorter side, landscape and portrait
+        h, w = (args.size, int(args.size * 1.33)) if k % 2 == 0 else (int(args.size * 1.33), args.size)
+        images.append(torch.rand(3, h, w, device=device))
+        xy = rng.uniform(0, min(h, w) / 2, (3, 2))
+        boxes = np.concatenate([xy, xy + rng.uniform(40, min(h, w) / 2, (3, 2))], 1)
+        targets.append({"boxes": torch.tensor(boxes, dtype=torch.float32, device=device),
+                        "labels": torch.tensor(rng.integers(1, 201, 3), device=device)})
+    model = _detector(args.one, 200, args.size, 1000).to(device)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
+
+    def train_step():
+        model.train()
+        loss = sum(model(images, targets).values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    def infer():
+        model.eval()
+        with torch.inference_mode():
+            model(images)
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    train = median_seconds(train_step, device, args.warmup, args.repeats)
+    test = median_seconds(infer, device, args.warmup, args.repeats)
+    peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    return {"name": args.one, "train_ips": args.batch / train, "infer_ips": args.batch / test, "peak_bytes": peak,
+            "params": sum(p.numel() for p in model.parameters())}
+
+
+def run_detector(args: argparse.Namespace) -> int:
+    import json
+    import subprocess
+
+    if args.one:
+        print("RESULT " + json.dumps(_one_detector(args)))
+        return 0
+    rows = []
+    for name in DETECTORS:
+        cmd = [sys.executable, os.path.abspath(__file__), "detector", "--one", name, "--batch", str(args.batch),
+               "--size", str(args.size), "--repeats", str(args.repeats), "--warmup", str(args.warmup),
+               "--device", args.device, "--allocator", args.allocator]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+        if proc.returncode != 0 or not line:
+            print(f"benchmark: {name} failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else '?'}",
+                  file=sys.stderr)
+            return 2
+        rows.append(json.loads(line[0][7:]))
+        print(f"  measured {name}: train {rows[-1]['train_ips']:.2f} img/s, inference {rows[-1]['infer_ips']:.2f} img/s",
+              file=sys.stderr, flush=True)
+    device = select_device(args.device)
+    mem = "peak GPU memory" if device.type == "cuda" else "peak RSS"
+    print(f"device {device}, batch {args.batch}, shorter side {args.size} (ILSVRC config scale), 200 classes, random "
+          f"weights, median of {args.repeats} after {args.warmup} warm-up")
+    print(f"{'model':<46} {'params':>7} {'train img/s':>11} {'infer img/s':>11} {mem:>15}")
+    for r in rows:
+        print(f"{r['name']:<46} {r['params'] / 1e6:>6.1f}M {r['train_ips']:>11.2f} {r['infer_ips']:>11.2f} "
+              f"{r['peak_bytes'] / 2**30:>13.2f} G")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -392,12 +483,21 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--size", type=int, default=224)
     e.add_argument("--repeats", type=int, default=1)
     e.add_argument("--warmup", type=int, default=0)
+    t = sub.add_parser("detector", help="detector training and inference against torchvision's Faster R-CNNs")
+    t.add_argument("--batch", type=int, default=2)
+    t.add_argument("--size", type=int, default=600)
+    t.add_argument("--repeats", type=int, default=2)
+    t.add_argument("--warmup", type=int, default=1)
+    t.add_argument("--device", default="auto")
+    t.add_argument("--allocator", choices=("tuned", "glibc"), default="tuned")
+    t.add_argument("--one", choices=DETECTORS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.batch < 1 or args.size < 32 or args.repeats < 1 or args.warmup < 0:
         parser.error("need --batch >= 1, --size >= 32, --repeats >= 1, --warmup >= 0")
     args.allocator_tuned = args.allocator == "tuned" and tune_cpu_allocator()
     try:
-        return {"backbone": run_backbone, "pretrain": run_pretrain, "data": run_data, "eval": run_eval}[args.what](args)
+        return {"backbone": run_backbone, "pretrain": run_pretrain, "data": run_data, "eval": run_eval,
+                "detector": run_detector}[args.what](args)
     except RuntimeError as e:
         print(f"benchmark: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
