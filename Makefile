@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(PY) tools/benchmark.py pretrain
 	$(PY) tools/benchmark.py data
 	$(PY) tools/benchmark.py eval
+	$(PY) tools/benchmark.py detector
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

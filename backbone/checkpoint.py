@@ -76,3 +76,31 @@ def prune_checkpoints(work_dir: str, keep: int) -> None:
     """Delete all but the ``keep`` newest checkpoints (called only after a new one is safely written)."""
     for path in list_checkpoints(work_dir)[keep:]:
         os.unlink(path)
+
+
+def find_resume(resume: str, work_dir: str, log=lambda msg: print(msg, file=sys.stderr)) -> tuple[str, dict] | None:
+    """``resume``: ``auto`` (the newest good checkpoint in ``work_dir``, if any), ``none``, or a path."""
+    if resume == "none":
+        return None
+    if resume == "auto":
+        return latest_good_checkpoint(work_dir, log=log)
+    return resume, load_checkpoint(resume)
+
+
+def restore(state: dict, **stateful) -> tuple[int, int]:
+    """Load each part of ``state`` into the object of that name (``model=..., optimizer=...``;
+    None objects and absent parts are skipped); return ``(epoch, step_in_epoch)``."""
+    for key, obj in stateful.items():
+        if obj is not None and state.get(key) is not None:
+            obj.load_state_dict(state[key])
+    return state["epoch"], state["step_in_epoch"]
+
+
+def save_training(work_dir: str, keep: int, epoch: int, step_in_epoch: int, global_step: int, extra: dict,
+                  **stateful) -> None:
+    """A training checkpoint (each object's state dict, the position, ``extra``), written atomically;
+    then all but the ``keep`` newest are deleted."""
+    state = {key: (obj.state_dict() if obj is not None else None) for key, obj in stateful.items()}
+    state.update(extra, epoch=epoch, step_in_epoch=step_in_epoch, global_step=global_step)
+    save_atomic(state, checkpoint_path(work_dir, global_step))
+    prune_checkpoints(work_dir, keep)

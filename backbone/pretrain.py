@@ -275,34 +275,19 @@ def run(cfg: PretrainConfig) -> dict:
                         o.warmup_epochs)
 
     start_epoch, start_step = 0, 0
-    if cfg.resume != "none":
-        found = (ckpt_io.latest_good_checkpoint(out, log=lambda m: _log(rank, m)) if cfg.resume == "auto"
-                 else (cfg.resume, ckpt_io.load_checkpoint(cfg.resume)))
-        if found is not None:
-            path, state = found
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            if ema is not None and state.get("ema") is not None:
-                ema.load_state_dict(state["ema"])
-            if scaler is not None and state.get("scaler") is not None:
-                scaler.load_state_dict(state["scaler"])
-            start_epoch, start_step = state["epoch"], state["step_in_epoch"]
-            _log(rank, f"resuming from {path} (epoch {start_epoch + 1}, step {start_step})")
+    found = ckpt_io.find_resume(cfg.resume, out, log=lambda m: _log(rank, m))
+    if found is not None:
+        start_epoch, start_step = ckpt_io.restore(found[1], model=model, optimizer=optimizer, ema=ema, scaler=scaler)
+        _log(rank, f"resuming from {found[0]} (epoch {start_epoch + 1}, step {start_step})")
 
     net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     records = Records(out, rank == 0)
 
     def save(epoch: int, step_in_epoch: int) -> None:
-        if rank != 0:
-            return
-        global_step = epoch * sampler.steps() + step_in_epoch
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "ema": ema.state_dict() if ema is not None else None,
-                 "scaler": scaler.state_dict() if scaler is not None else None,
-                 "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
-                 "config": to_dict(cfg), "classes": classes}
-        ckpt_io.save_atomic(state, ckpt_io.checkpoint_path(out, global_step))
-        ckpt_io.prune_checkpoints(out, cfg.keep_checkpoints)
+        if rank == 0:
+            ckpt_io.save_training(out, cfg.keep_checkpoints, epoch, step_in_epoch, epoch * sampler.steps() + step_in_epoch,
+                                  {"config": to_dict(cfg), "classes": classes}, model=model, optimizer=optimizer,
+                                  ema=ema, scaler=scaler)
 
     def on_step(step: int, stats: dict) -> None:
         records.write("train", stats, stats["global_step"])

@@ -15,13 +15,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from backbone.checkpoint import CheckpointError  # noqa: E402
-from backbone.config import ConfigError, load_config  # noqa: E402
-from backbone.data import DataError  # noqa: E402
-from backbone.engine import NonFiniteLoss  # noqa: E402
-from backbone.googlenet import WeightsError  # noqa: E402
+from backbone.cli import run_guarded  # noqa: E402
+from backbone.config import load_config  # noqa: E402
 from backbone.pretrain import PretrainConfig, eval_only, run  # noqa: E402
-from backbone.runtime import shutdown_distributed  # noqa: E402
 
 DEFAULT_CONFIG = "configs/pretrain_imagenet.yaml"
 
@@ -38,8 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = list(ns.args)
     if overrides and "=" not in overrides[0]:
         config = overrides.pop(0)
-    name = "pretrain_backbone"
-    try:
+
+    def body() -> int:
         cfg = load_config(PretrainConfig, config, overrides)
         if ns.eval_only:
             metrics = eval_only(cfg, ns.eval_only, ns.crops or cfg.eval_crops)
@@ -50,20 +46,11 @@ def main(argv: list[str] | None = None) -> int:
             cfg.eval_crops = ns.crops
         metrics = run(cfg)
         if int(os.environ.get("RANK", "0")) == 0:
-            print(f"{name}: done; {os.path.join(cfg.out_dir, 'backbone.pth')} exported; "
+            print(f"pretrain_backbone: done; {os.path.join(cfg.out_dir, 'backbone.pth')} exported; "
                   + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if k.endswith(("top1", "top5"))))
         return 0
-    except (ConfigError, DataError, WeightsError, CheckpointError) as e:
-        print(f"{name}: {e}", file=sys.stderr)
-        return 2
-    except NonFiniteLoss as e:
-        print(f"{name}: {e}", file=sys.stderr)
-        return 3
-    except KeyboardInterrupt:
-        print(f"{name}: interrupted; run the same command again (resume=auto) to continue", file=sys.stderr)
-        return 130
-    finally:
-        shutdown_distributed()
+
+    return run_guarded("pretrain_backbone", body)
 
 
 if __name__ == "__main__":
