@@ -186,7 +186,11 @@ class ILSVRCDet:
             entries = self._train_entries(sets, negatives, seed)
             ann_split = "train"
         else:
-            rows = _read_list(os.path.join(sets, f"{split}.txt"))
+            listing = os.path.join(sets, f"{split}.txt")
+            if split in ("val1", "val2") and not os.path.isfile(listing):
+                raise DataError(f"{listing}: no such image list; make val1/val2 once with: "
+                                f"python tools/make_val_split.py {root}")
+            rows = _read_list(listing)
             entries = [(r[0], int(r[1]) if len(r) > 1 and r[1].isdigit() else -1) for r in rows]
             ann_split = "val" if split.startswith("val") else split
         self.blacklist = read_blacklist(blacklist, self.class_index) if blacklist and split != "train" else {}
