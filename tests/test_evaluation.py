@@ -197,3 +197,81 @@ def test_misaligned_or_non_finite_detections_are_errors():
         evaluate_ilsvrc([gt([], [])], [ImageDetections.empty(), ImageDetections.empty()], 1)
     with pytest.raises(ValueError, match="image 0: a score is not finite"):
         evaluate_voc([gt([], [])], [det([[0, 0, 1, 1]], [np.nan], [1])], 1)
+
+
+# -- results files ------------------------------------------------------------------------------------
+def scene(seed: int = 0, n_images: int = 12, classes: int = 4):
+    rng = np.random.default_rng(seed)
+    records, dets = [], []
+    for i in range(n_images):
+        n = int(rng.integers(0, 4))
+        xy = rng.integers(0, 200, (n, 2))
+        boxes = np.concatenate([xy, xy + rng.integers(5, 80, (n, 2))], 1).astype(np.float32)
+        r = gt(boxes, rng.integers(1, classes + 1, n), black=(2,) if i == 3 else ())
+        r.index, r.image_id = 100 + 2 * i, 5000 + i  # list numbers need not be positions
+        records.append(r)
+        k = int(rng.integers(0, 6))
+        src = boxes[rng.integers(0, max(n, 1), k)] if n else rng.integers(0, 200, (k, 4)).astype(np.float32)
+        b = np.round(src + rng.normal(0, 3, (k, 4)), 2).astype(np.float32)
+        b[:, 2:] = np.maximum(b[:, 2:], b[:, :2] + 1)
+        dets.append(det(b, rng.random(k).round(6), rng.integers(1, classes + 1, k)))
+    return records, dets
+
+
+def test_scoring_a_results_file_equals_scoring_in_memory(tmp_path):
+    from detector.evaluation import read_coco_results, read_ilsvrc_results, write_coco_results, write_ilsvrc_results
+
+    records, dets = scene()
+    det_ids = [11, 22, 33, 44]  # DET ids need not be 1..C
+    write_ilsvrc_results(str(tmp_path / "sub.txt"), records, dets, det_ids)
+    back = read_ilsvrc_results(str(tmp_path / "sub.txt"), records, det_ids)
+    first = (tmp_path / "sub.txt").read_text().splitlines()[0].split()
+    assert int(first[0]) >= 100 and int(first[1]) in det_ids  # image index and DET id, as the spec's format
+    for a, b in zip(dets, back):
+        np.testing.assert_allclose(a.boxes, b.boxes, atol=0.006)
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-6)
+        assert a.labels.tolist() == b.labels.tolist()
+    mem, disk = evaluate_ilsvrc(records, dets, 4), evaluate_ilsvrc(records, back, 4)
+    np.testing.assert_allclose(mem["ap"], disk["ap"], atol=1e-12)
+    cats = [1, 3, 5, 90]
+    write_coco_results(str(tmp_path / "res.json"), records, dets, cats)
+    coco = read_coco_results(str(tmp_path / "res.json"), records, cats)
+    np.testing.assert_allclose(evaluate_voc(records, coco, 4)["ap"], evaluate_voc(records, dets, 4)["ap"], atol=1e-12)
+
+
+@pytest.mark.parametrize("line,match", [
+    ("100 11 0.5 1 2 30", r"sub.txt:2: expected 7 fields"),
+    ("100 11 high 1 2 30 40", r"sub.txt:2: not numbers"),
+    ("7 11 0.5 1 2 30 40", r"sub.txt:2: image index 7 is not in the split"),
+    ("100 12 0.5 1 2 30 40", r"sub.txt:2: class id 12 is not one of the 4 classes"),
+    ("100 11 nan 1 2 30 40", r"sub.txt:2: score or box is not a finite number"),
+    ("100 11 0.5 30 2 1 40", r"sub.txt:2: box has xmax < xmin"),
+])
+def test_bad_ilsvrc_results_lines_are_named(tmp_path, line, match):
+    from detector.evaluation import ResultsError, read_ilsvrc_results
+
+    records, _ = scene()
+    path = tmp_path / "sub.txt"
+    path.write_text("100 11 0.9 1 2 30 40\n" + line + "\n")
+    with pytest.raises(ResultsError, match=match) as e:
+        read_ilsvrc_results(str(path), records, [11, 22, 33, 44])
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("entries,match", [
+    ('[{"image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.5}]', r"entry 0: image_id 1 is not in"),
+    ('[{"image_id": 5000, "category_id": 2, "bbox": [0, 0, 5, 5], "score": 0.5}]', r"entry 0: category_id 2 is not"),
+    ('[{"image_id": 5000, "category_id": 1, "bbox": [0, 0, 5], "score": 0.5}]', r"entry 0: bbox must be"),
+    ('[{"image_id": 5000, "category_id": 1, "bbox": [0, 0, 5, 5], "score": NaN}]', r"entry 0: score or bbox is not finite"),
+    ('[{"image_id": 5000, "category_id": 1, "bbox": [0, 0, 5, 5]}]', r"entry 0: needs image_id, category_id, bbox"),
+    ('{"image_id": 5000}', r"a COCO results file is a JSON list"),
+    ('[{"image_id": 5000,', r"not JSON \(line 1"),
+])
+def test_bad_coco_results_entries_are_named(tmp_path, entries, match):
+    from detector.evaluation import ResultsError, read_coco_results
+
+    records, _ = scene()
+    path = tmp_path / "res.json"
+    path.write_text(entries)
+    with pytest.raises(ResultsError, match=match):
+        read_coco_results(str(path), records, [1, 3, 5, 90])

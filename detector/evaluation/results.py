@@ -1,0 +1,131 @@
+"""Results files, both ways: ILSVRC submission lines and COCO results JSON.
+
+ILSVRC (spec §4): one detection per line, ``<image_index> <DET_ID> <confidence> <xmin> <ymin>
+<xmax> <ymax>``, where ``image_index`` is the number in the split's list file and the box is in
+inclusive pixel indices. COCO: a JSON list of ``{"image_id", "category_id", "bbox": [x, y, w, h],
+"score"}``. Reading checks everything and names the line (or entry) of the first problem.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+
+from backbone.data import DataError
+
+from ..box_ops import inclusive_to_xyxy, xywh_to_xyxy, xyxy_to_inclusive, xyxy_to_xywh
+from .ap import ImageDetections
+
+
+class ResultsError(DataError):
+    """A results file that cannot be scored; the message names the file and the line."""
+
+
+def _atomic_write(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _collect(n_images: int, rows: list[tuple[int, int, float, list[float]]]) -> list[ImageDetections]:
+    per: list[list] = [[] for _ in range(n_images)]
+    for pos, label, score, box in rows:
+        per[pos].append((label, score, box))
+    out = []
+    for items in per:
+        if not items:
+            out.append(ImageDetections.empty())
+            continue
+        labels, scores, boxes = zip(*items)
+        out.append(ImageDetections(np.array(boxes, np.float32).reshape(-1, 4), np.array(scores, np.float32),
+                                   np.array(labels, np.int64)))
+    return out
+
+
+def write_ilsvrc_results(path: str, records: list, dets: list[ImageDetections], det_ids: list[int]) -> None:
+    """``det_ids[label - 1]`` is the DET ID written for ``label`` (1..200 for the real data)."""
+    lines = []
+    for r, d in zip(records, dets):
+        if r.index < 0:
+            raise ValueError(f"{r.image_id}: no image index (ILSVRC results need the split's list numbers)")
+        for box, score, label in zip(xyxy_to_inclusive(d.boxes).tolist(), d.scores.tolist(), d.labels.tolist()):
+            lines.append(f"{r.index} {det_ids[int(label) - 1]} {score:.6f} "
+                         + " ".join(f"{v:.2f}" for v in box))
+    _atomic_write(path, "\n".join(lines) + ("\n" if lines else ""))
+
+
+def read_ilsvrc_results(path: str, records: list, det_ids: list[int]) -> list[ImageDetections]:
+    """Detections per record, from submission lines; boxes back to xyxy."""
+    if not os.path.isfile(path):
+        raise ResultsError(f"{path}: no such results file")
+    position = {r.index: i for i, r in enumerate(records)}
+    label_of = {d: k + 1 for k, d in enumerate(det_ids)}
+    rows = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 7:
+                raise ResultsError(f"{path}:{n}: expected 7 fields '<image_index> <DET_ID> <confidence> <xmin> <ymin> "
+                                   f"<xmax> <ymax>', got {len(parts)}: {line.strip()!r}")
+            try:
+                index, det_id = int(parts[0]), int(parts[1])
+                score, box = float(parts[2]), [float(v) for v in parts[3:]]
+            except ValueError:
+                raise ResultsError(f"{path}:{n}: not numbers: {line.strip()!r}") from None
+            if index not in position:
+                raise ResultsError(f"{path}:{n}: image index {index} is not in the split being scored")
+            if det_id not in label_of:
+                raise ResultsError(f"{path}:{n}: class id {det_id} is not one of the {len(det_ids)} classes")
+            if not math.isfinite(score) or not all(math.isfinite(v) for v in box):
+                raise ResultsError(f"{path}:{n}: score or box is not a finite number: {line.strip()!r}")
+            if box[2] < box[0] or box[3] < box[1]:
+                raise ResultsError(f"{path}:{n}: box has xmax < xmin or ymax < ymin: {line.strip()!r}")
+            rows.append((position[index], label_of[det_id], score, inclusive_to_xyxy(np.array([box]))[0].tolist()))
+    return _collect(len(records), rows)
+
+
+def write_coco_results(path: str, records: list, dets: list[ImageDetections], category_ids: list[int]) -> None:
+    out = []
+    for r, d in zip(records, dets):
+        for box, score, label in zip(xyxy_to_xywh(d.boxes).tolist(), d.scores.tolist(), d.labels.tolist()):
+            out.append({"image_id": r.image_id, "category_id": category_ids[int(label) - 1],
+                        "bbox": [round(v, 3) for v in box], "score": round(float(score), 6)})
+    _atomic_write(path, json.dumps(out))
+
+
+def read_coco_results(path: str, records: list, category_ids: list[int]) -> list[ImageDetections]:
+    if not os.path.isfile(path):
+        raise ResultsError(f"{path}: no such results file")
+    try:
+        with open(path) as f:
+            entries = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ResultsError(f"{path}: not JSON (line {e.lineno}: {e.msg})") from None
+    if not isinstance(entries, list):
+        raise ResultsError(f"{path}: a COCO results file is a JSON list of detections")
+    position = {r.image_id: i for i, r in enumerate(records)}
+    label_of = {c: k + 1 for k, c in enumerate(category_ids)}
+    rows = []
+    for n, e in enumerate(entries):
+        where = f"{path}: entry {n}"
+        if not isinstance(e, dict) or not {"image_id", "category_id", "bbox", "score"} <= set(e):
+            raise ResultsError(f"{where}: needs image_id, category_id, bbox and score, got {e!r}"[:300])
+        if e["image_id"] not in position:
+            raise ResultsError(f"{where}: image_id {e['image_id']!r} is not in the split being scored")
+        if e["category_id"] not in label_of:
+            raise ResultsError(f"{where}: category_id {e['category_id']!r} is not a category of the data set")
+        bbox = e["bbox"]
+        if (not isinstance(bbox, list) or len(bbox) != 4 or not all(isinstance(v, (int, float)) for v in bbox)
+                or not isinstance(e["score"], (int, float))):
+            raise ResultsError(f"{where}: bbox must be [x, y, w, h] numbers and score a number")
+        if not math.isfinite(e["score"]) or not all(math.isfinite(v) for v in bbox) or bbox[2] < 0 or bbox[3] < 0:
+            raise ResultsError(f"{where}: score or bbox is not finite, or the box has a negative size")
+        rows.append((position[e["image_id"]], label_of[e["category_id"]], float(e["score"]),
+                     xywh_to_xyxy(np.array([bbox]))[0].tolist()))
+    return _collect(len(records), rows)
