@@ -197,28 +197,28 @@ def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = 
     std = list(inp.get("std", image_std or IMAGENET_STD))
     if head == "c4":
         body = C4Trunk(net)
-        strides, names = [body.stride], ["0"]
+        strides, names = [body.stride], ["0"]  # RPN maps; RoI pooling maps
         box_head = C4BoxHead(net)
         roi = MultiScaleRoIAlign(featmap_names=names, output_size=14, sampling_ratio=2)
         rep = box_head.out_channels
     else:
         body = FPNBackbone(net)
-        strides, names = body.strides[:3], ["0", "1", "2"]  # the pooled level feeds the RPN only
+        strides, names = body.strides, ["0", "1", "2"]  # the pooled level feeds the RPN only
         roi = MultiScaleRoIAlign(featmap_names=names, output_size=7, sampling_ratio=2)
         box_head = TwoMLPHead(body.out_channels * 7 * 7, 1024)
         rep = 1024
-    all_strides = [body.stride] if head == "c4" else body.strides
-    sizes = anchor_sizes_for(all_strides)
+    sizes = anchor_sizes_for(strides)
     anchors = AnchorGenerator(sizes=sizes, aspect_ratios=((0.5, 1.0, 2.0),) * len(sizes))
     predictor = FastRCNNPredictor(rep, num_classes + 1) if bbox_reg else ClassOnlyPredictor(rep, num_classes + 1)
-    model = GoogLeNetFasterRCNN(body, rpn_anchor_generator=anchors, box_roi_pool=roi, box_head=box_head, box_predictor=predictor,
-                       image_mean=mean, image_std=std, rpn_pre_nms_top_n_train=rpn_pre_nms_top_n_train,
-                       rpn_post_nms_top_n_train=rpn_post_nms_top_n_train, rpn_pre_nms_top_n_test=rpn_pre_nms_top_n_test,
-                       rpn_post_nms_top_n_test=rpn_post_nms_top_n_test, box_batch_size_per_image=box_batch_size_per_image,
-                       box_score_thresh=box_score_thresh, box_detections_per_img=box_detections_per_img)
+    model = GoogLeNetFasterRCNN(
+        body, rpn_anchor_generator=anchors, box_roi_pool=roi, box_head=box_head, box_predictor=predictor,
+        image_mean=mean, image_std=std, rpn_pre_nms_top_n_train=rpn_pre_nms_top_n_train,
+        rpn_post_nms_top_n_train=rpn_post_nms_top_n_train, rpn_pre_nms_top_n_test=rpn_pre_nms_top_n_test,
+        rpn_post_nms_top_n_test=rpn_post_nms_top_n_test, box_batch_size_per_image=box_batch_size_per_image,
+        box_score_thresh=box_score_thresh, box_detections_per_img=box_detections_per_img)
     model.transform = NoResizeTransform(min_size=1, max_size=1 << 30, image_mean=mean, image_std=std)
     # the contract, checked here rather than discovered as a shape error mid-training
-    if len(sizes) != len(all_strides) or model.rpn.head.cls_logits.out_channels != anchors.num_anchors_per_location()[0]:
+    if len(sizes) != len(strides) or model.rpn.head.cls_logits.out_channels != anchors.num_anchors_per_location()[0]:
         raise AssertionError("anchor generator does not match the backbone's feature maps")
     model.head_kind, model.bbox_reg = head, bbox_reg
     # what rebuilding it without the pretraining export needs (tools/infer.py, tools/eval_map.py)

@@ -106,7 +106,7 @@ def build_model(cfg: DetConfig, num_classes: int) -> nn.Module:
 def load_final(path: str) -> tuple[nn.Module, dict]:
     """A trained detector from its ``model_final.pth``, without the pretraining export it started
     from: ``(model in eval mode, the file's contents)``."""
-    from backbone.config import ConfigError, load_config_dict
+    from backbone.config import load_config_dict
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

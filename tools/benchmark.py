@@ -249,7 +249,6 @@ def run_data(args: argparse.Namespace) -> int:
     """The detection training pipeline (decode, augment, collate) in one process, i.e. per loader
     worker: ours (OpenCV + albumentations) against PIL + torchvision.transforms.v2 doing the same
     (multi-scale shorter side with a cap, flip, colour jitter, to float tensors)."""
-    import numpy as np
     import torchvision
     from PIL import Image
     from torchvision import tv_tensors
