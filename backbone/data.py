@@ -238,16 +238,16 @@ class Batch:
     labels: torch.Tensor  # [B]
     skipped: int  # unreadable images dropped from this batch
 
+    def pin_memory(self) -> "Batch":
+        """DataLoader(pin_memory=True) pins custom batch types only through this method."""
+        return Batch(self.images.pin_memory(), self.labels.pin_memory(), self.skipped)
+
 
 def collate(samples: list[Sample | None]) -> Batch:
     good = [s for s in samples if s is not None]
     if not good:
         return Batch(torch.empty(0), torch.empty(0, dtype=torch.long), len(samples))
     return Batch(torch.stack([s.image for s in good]), torch.tensor([s.label for s in good]), len(samples) - len(good))
-
-
-def pin_batch(batch: Batch) -> Batch:
-    return Batch(batch.images.pin_memory(), batch.labels.pin_memory(), batch.skipped)
 
 
 class EpochSampler(torch.utils.data.Sampler[int]):

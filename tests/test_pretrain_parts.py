@@ -251,3 +251,20 @@ def test_training_augmentation_is_deterministic_per_sample(tmp_path):
     assert torch.equal(a[2].image, b[2].image)  # same (seed, epoch, index), other instance
     b.epoch = 1
     assert not torch.equal(a[2].image, b[2].image)  # a new epoch draws anew
+
+
+def test_dataloader_pinning_reaches_both_batch_types(monkeypatch):
+    """DataLoader(pin_memory=True) leaves a plain dataclass unpinned unless it has pin_memory();
+    pinning needs an accelerator, so Tensor.pin_memory is stubbed to mark what it was called on."""
+    from torch.utils.data._utils.pin_memory import pin_memory as loader_pin
+
+    from backbone.data import Batch
+    from detector.data.dataset import DetBatch
+    from detector.data.sample import DataReport
+
+    pinned = []
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self, *a, **k: pinned.append(self) or self.clone())
+    b = loader_pin(Batch(torch.zeros(2, 3, 4, 4), torch.tensor([1, 2]), 1))
+    assert isinstance(b, Batch) and b.skipped == 1 and len(pinned) == 2
+    d = loader_pin(DetBatch([torch.zeros(3, 4, 4), torch.ones(3, 5, 5)], [{"boxes": torch.zeros(0, 4)}] * 2, DataReport()))
+    assert isinstance(d, DetBatch) and len(pinned) == 4 and torch.equal(d.images[1], torch.ones(3, 5, 5))

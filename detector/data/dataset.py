@@ -68,6 +68,10 @@ class DetBatch:
     targets: list[dict]  # boxes [N, 4] xyxy, labels [N], ignore [N], image_id, orig_size, size
     report: DataReport  # what this batch skipped
 
+    def pin_memory(self) -> "DetBatch":
+        """DataLoader(pin_memory=True) pins custom batch types only through this method."""
+        return DetBatch([im.pin_memory() for im in self.images], self.targets, self.report)
+
 
 def to_target(s: DetSample) -> dict:
     return {"boxes": torch.from_numpy(np.ascontiguousarray(s.boxes, np.float32)).reshape(-1, 4),
