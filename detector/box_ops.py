@@ -42,12 +42,6 @@ def clip_xyxy(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
     return b
 
 
-def area_xyxy(boxes: np.ndarray) -> np.ndarray:
-    """[N, 4] xyxy -> [N] areas (0 for degenerate boxes)."""
-    b = np.asarray(boxes, np.float32).reshape(-1, 4)
-    return (b[:, 2] - b[:, 0]).clip(0) * (b[:, 3] - b[:, 1]).clip(0)
-
-
 def hflip_xyxy(boxes: np.ndarray, width: int) -> np.ndarray:
     """[N, 4] xyxy of an image ``width`` wide -> the boxes of its mirror image."""
     b = np.asarray(boxes, np.float32).reshape(-1, 4)
