@@ -42,7 +42,8 @@ class DetModelConfig:
     rpn_post_nms_top_n_train: int = 2000
     rpn_pre_nms_top_n_test: int = 1000
     rpn_post_nms_top_n_test: int = 300
-    box_batch_size_per_image: int = 128
+    rpn_batch_size_per_image: int = 256  # anchors sampled per image for the RPN loss
+    box_batch_size_per_image: int = 128  # regions sampled per image for the head's loss
     box_score_thresh: float = 0.01
     box_detections_per_img: int = 100
 
@@ -99,6 +100,7 @@ def build_model(cfg: DetConfig, num_classes: int) -> nn.Module:
                                  rpn_post_nms_top_n_train=m.rpn_post_nms_top_n_train,
                                  rpn_pre_nms_top_n_test=m.rpn_pre_nms_top_n_test,
                                  rpn_post_nms_top_n_test=m.rpn_post_nms_top_n_test,
+                                 rpn_batch_size_per_image=m.rpn_batch_size_per_image,
                                  box_batch_size_per_image=m.box_batch_size_per_image,
                                  box_score_thresh=m.box_score_thresh, box_detections_per_img=m.box_detections_per_img)
 
