@@ -27,6 +27,9 @@ setup(
         "tqdm>=4.60,<5",  # progress bars
         "tensorboard>=2.14,<3",  # training scalars (torch.utils.tensorboard writes, this reads)
         "matplotlib>=3.7,<4",  # the loss/accuracy curves and precision/recall plots as PNG
+        # weighted boxes fusion (eval_map --method wbf): the reference implementation (Solovyev et al.),
+        # imported only by that method
+        "ensemble-boxes>=1.0.9,<2",
     ],
     extras_require={"test": ["pytest>=7,<10"]},
 )

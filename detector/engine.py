@@ -105,6 +105,14 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
     return {"steps_done": step, "images": seen, **{k: v / n for k, v in sums.items()}}
 
 
+def to_original(target: dict, pred: dict) -> ImageDetections:
+    """A prediction on the resized image, in the original image's coordinates."""
+    (oh, ow), (h, w) = target["orig_size"], target["size"]
+    scale = np.array([ow / w, oh / h, ow / w, oh / h], np.float32)
+    return ImageDetections(pred["boxes"].float().cpu().numpy() * scale, pred["scores"].float().cpu().numpy(),
+                           pred["labels"].cpu().numpy().astype(np.int64))
+
+
 @torch.inference_mode()
 def predict(model: nn.Module, loader: Iterable, device: torch.device, n_images: int,
             autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
@@ -118,9 +126,5 @@ def predict(model: nn.Module, loader: Iterable, device: torch.device, n_images: 
         with autocast():
             preds = model([im.to(device) for im in batch.images]) if batch.images else []
         for t, p in zip(batch.targets, preds):
-            (oh, ow), (h, w) = t["orig_size"], t["size"]
-            scale = np.array([ow / w, oh / h, ow / w, oh / h], np.float32)
-            out[t["position"]] = ImageDetections(p["boxes"].float().cpu().numpy() * scale,
-                                                 p["scores"].float().cpu().numpy(),
-                                                 p["labels"].cpu().numpy().astype(np.int64))
+            out[t["position"]] = to_original(t, p)
     return out

@@ -145,8 +145,41 @@ def _log(rank: int, msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
+# settings that do not change what is trained
+_RUNTIME_KEYS = {"progress", "device", "resume", "checkpoint_every_steps", "keep_checkpoints", "data.workers", "amp"}
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def finished_metrics(cfg: DetConfig) -> dict | None:
+    """A member already trained with this config (``resume=auto`` and its ``model_final.pth`` there):
+    its metrics, so that running the same command again costs nothing; a member trained with
+    another config is an error rather than silently kept or overwritten."""
+    path = os.path.join(cfg.out_dir, "model_final.pth")
+    if cfg.resume != "auto" or not os.path.isfile(path):
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    was, now = _flat(state.get("config", {})), _flat(to_dict(cfg))
+    changed = sorted(k for k in set(was) | set(now) if k not in _RUNTIME_KEYS and was.get(k) != now.get(k))
+    if changed:
+        raise ckpt_io.CheckpointError(
+            f"{path}: trained with another config ({', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''} "
+            "differ); delete that folder, or set name=... or model_index=... to train another")
+    return state["metrics"]
+
+
 def run(cfg: DetConfig) -> dict:
     started = time.perf_counter()
+    done = finished_metrics(cfg)
+    if done is not None:
+        _log(int(os.environ.get("RANK", "0")), f"{cfg.out_dir}: already trained (model_final.pth); resume=none "
+                                               "retrains it")
+        return done
     device, rank, world = init_distributed(cfg.device)
     if device.type == "cpu":
         tune_cpu_allocator()

@@ -44,9 +44,16 @@ def test_a_short_run_writes_the_final_model_with_its_config_and_classes(toy, tmp
     assert final["classes"][0] == "n90000001" and final["class_names"][0] == "circle"
     assert final["config"]["model_index"] == 2 and final["config"]["seed"] == 0
     assert 0.0 <= final["metrics"]["map"] <= 1.0 and "ilsvrc mAP" in out.stdout
-    model = googlenet_faster_rcnn(10, head="c4", rpn_post_nms_top_n_test=16)
+    model = googlenet_faster_rcnn(10, head=final["config"]["model"]["head"], rpn_post_nms_top_n_test=16)
     model.load_state_dict(final["model"])  # the saved weights are the model's
     assert (member / "checkpoint_00000003.pth").exists() and (member / "log.jsonl").exists()
+    # the same command again: nothing retrained, the file untouched; another config: a clear error
+    stamp = os.stat(member / "model_final.pth").st_mtime_ns
+    again = run(tiny(toy, str(tmp_path), "max_steps=3", "model_index=2"))
+    assert again.returncode == 0 and "already trained" in again.stderr
+    assert os.stat(member / "model_final.pth").st_mtime_ns == stamp
+    other = run(tiny(toy, str(tmp_path), "max_steps=3", "model_index=2", "optim.lr=0.5"))
+    assert other.returncode == 2 and "optim.lr" in other.stderr and len(other.stderr.strip().splitlines()) == 1
 
 
 def test_missing_data_is_one_line_exit_2(tmp_path):

@@ -1,0 +1,148 @@
+"""Ensembles of detectors (spec §3: "an ensemble of 6 ConvNets when classifying each region").
+
+* ``shared`` (the paper's): one set of regions per image — the union of the members' RPN proposals,
+  de-duplicated by the RPN's own per-level NMS and cut to its ``post_nms_top_n`` — which every
+  member's region head scores; class probabilities (and box deltas, from members that regress)
+  are averaged, then the usual per-class NMS. Each image is read, resized, normalised and batched
+  once for all members; each member runs its trunk, RPN and head once (no region is scored twice:
+  the union is cut to one member's number of regions).
+* ``nms`` and ``wbf`` (weighted boxes fusion, Solovyev et al. 2019, through the ``ensemble-boxes``
+  package) combine the members' final detections, so they need only the members' cached results.
+
+``detect_shared`` can also return each member's own detections from the same pass (its own
+proposals through its own head), so scoring the members and the ensemble costs one trunk pass per
+member and image.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+from torchvision.models.detection.rpn import concat_box_prediction_layers
+from torchvision.ops import boxes as box_ops
+
+from .evaluation import ImageDetections
+from .model import GoogLeNetFasterRCNN
+
+Method = Literal["shared", "nms", "wbf"]
+METHODS = ("shared", "nms", "wbf")
+
+
+def check_compatible(models: list[GoogLeNetFasterRCNN]) -> None:
+    """Members share classes and input normalisation (their proposals and scores are pooled)."""
+    ref = models[0]
+    for k, m in enumerate(models[1:], 1):
+        if m.roi_heads.box_predictor.cls_score.out_features != ref.roi_heads.box_predictor.cls_score.out_features:
+            raise ValueError(f"ensemble member {k} predicts another number of classes than member 0")
+        if m.transform.image_mean != ref.transform.image_mean or m.transform.image_std != ref.transform.image_std:
+            raise ValueError(f"ensemble member {k} normalises its input differently from member 0")
+
+
+def rpn_proposals(model: GoogLeNetFasterRCNN, images, features: dict) -> list[tuple[Tensor, Tensor, Tensor]]:
+    """The RPN's proposals as torchvision computes them in eval mode, with their objectness and
+    feature level kept: per image ``(boxes [P, 4], scores [P], levels [P])``."""
+    rpn = model.rpn
+    feats = list(features.values())
+    objectness, deltas = rpn.head(feats)
+    anchors = rpn.anchor_generator(images, feats)
+    n = len(anchors)
+    per_level = [o[0].numel() for o in objectness]  # anchors per level (A x H x W)
+    objectness, deltas = concat_box_prediction_layers(objectness, deltas)
+    proposals = rpn.box_coder.decode(deltas.detach(), anchors).view(n, -1, 4)
+    objectness = objectness.detach().reshape(n, -1)
+    levels = torch.cat([torch.full((c,), i, dtype=torch.int64, device=objectness.device)
+                        for i, c in enumerate(per_level)]).expand_as(objectness)
+    top = rpn._get_top_n_idx(objectness, per_level)
+    rows = torch.arange(n, device=objectness.device)[:, None]
+    out = []
+    for boxes, scores, lvl, shape in zip(proposals[rows, top], torch.sigmoid(objectness[rows, top]), levels[rows, top],
+                                         images.image_sizes):
+        out.append(_filter(rpn, box_ops.clip_boxes_to_image(boxes, shape), scores, lvl))
+    return out
+
+
+def _filter(rpn, boxes: Tensor, scores: Tensor, lvl: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """torchvision's ``filter_proposals`` after the clip: small and low boxes out, NMS per level,
+    the best ``post_nms_top_n``. Applied again to a union it removes the members' near-duplicates
+    and leaves one member's worth of regions; on one member's proposals it changes nothing."""
+    keep = box_ops.remove_small_boxes(boxes, rpn.min_size)
+    boxes, scores, lvl = boxes[keep], scores[keep], lvl[keep]
+    keep = torch.where(scores >= rpn.score_thresh)[0]
+    boxes, scores, lvl = boxes[keep], scores[keep], lvl[keep]
+    keep = box_ops.batched_nms(boxes, scores, lvl, rpn.nms_thresh)[: rpn.post_nms_top_n()]
+    return boxes[keep], scores[keep], lvl[keep]
+
+
+def _head(model: GoogLeNetFasterRCNN, features: dict, boxes: list[Tensor], image_sizes) -> tuple[Tensor, Tensor]:
+    """A member's region head on given regions: (class probabilities [R, C+1], box deltas [R, 4(C+1)])."""
+    heads = model.roi_heads
+    x = heads.box_head(heads.box_roi_pool(features, boxes, image_sizes))
+    logits, deltas = heads.box_predictor(x)
+    return torch.softmax(logits.float(), -1), deltas.float()
+
+
+def _postprocess(model: GoogLeNetFasterRCNN, probs: Tensor, deltas: Tensor, boxes: list[Tensor], image_sizes) -> list[dict]:
+    # torchvision's postprocess applies a softmax: log-probabilities give the probabilities back
+    det_boxes, scores, labels = model.roi_heads.postprocess_detections(probs.clamp_min(1e-30).log(), deltas, boxes,
+                                                                       image_sizes)
+    return [{"boxes": b, "scores": s, "labels": lab} for b, s, lab in zip(det_boxes, scores, labels)]
+
+
+@torch.inference_mode()
+def detect_shared(models: list[GoogLeNetFasterRCNN], images: list[Tensor],
+                  with_members: bool = False) -> tuple[list[dict], list[list[dict]]]:
+    """The ``shared`` ensemble on a batch of images (already resized by the data pipeline):
+    ``(ensemble detections per image, [each member's own detections per image] or [])``."""
+    ref = models[0]
+    batch, _ = ref.transform(images)  # normalise and pad once for every member
+    sizes = batch.image_sizes
+    feats, props = [], []
+    for m in models:
+        f = m.backbone(batch.tensors)
+        feats.append(f)
+        props.append(rpn_proposals(m, batch, f))
+    union = []
+    for i in range(len(images)):
+        boxes, scores, lvl = (torch.cat([p[i][j] for p in props]) for j in range(3))
+        union.append(_filter(ref.rpn, boxes, scores, lvl)[0])
+    probs, deltas, n_reg = 0, 0, 0
+    members = []
+    for m, f, p in zip(models, feats, props):
+        pr, de = _head(m, f, union, sizes)
+        probs = probs + pr
+        if m.bbox_reg:
+            deltas, n_reg = deltas + de, n_reg + 1
+        if with_members:
+            own = [b for b, _, _ in p]
+            members.append(_postprocess(m, *_head(m, f, own, sizes), own, sizes))
+    probs = probs / len(models)
+    deltas = deltas / n_reg if n_reg else torch.zeros(probs.shape[0], probs.shape[1] * 4)
+    return _postprocess(ref, probs, deltas, union, sizes), members
+
+
+def fuse_detections(per_member: list[ImageDetections], method: Literal["nms", "wbf"], iou: float, size: tuple[int, int],
+                    max_dets: int = 100) -> ImageDetections:
+    """One image's detections from the members' final detections: per-class NMS over their union,
+    or weighted boxes fusion (boxes averaged by score within each cluster; a cluster found by fewer
+    members scores lower)."""
+    if method == "nms":
+        boxes = torch.from_numpy(np.concatenate([d.boxes for d in per_member]).astype(np.float32))
+        scores = torch.from_numpy(np.concatenate([d.scores for d in per_member]).astype(np.float32))
+        labels = torch.from_numpy(np.concatenate([d.labels for d in per_member]).astype(np.int64))
+        keep = box_ops.batched_nms(boxes, scores, labels, iou)[:max_dets]
+        return ImageDetections(boxes[keep].numpy(), scores[keep].numpy(), labels[keep].numpy())
+    from ensemble_boxes import weighted_boxes_fusion  # optional: only this method needs it
+
+    h, w = size
+    scale = np.array([w, h, w, h], np.float64)
+    boxes = [(d.boxes / scale).clip(0, 1) for d in per_member]
+    if not any(len(b) for b in boxes):
+        return ImageDetections.empty()
+    b, s, lab = weighted_boxes_fusion(boxes, [d.scores for d in per_member], [d.labels for d in per_member],
+                                      iou_thr=iou, skip_box_thr=0.0)
+    order = np.argsort(-s, kind="stable")[:max_dets]
+    return ImageDetections((b[order] * scale).astype(np.float32), s[order].astype(np.float32),
+                           lab[order].astype(np.int64))

@@ -1,0 +1,165 @@
+"""tools/eval_map.py end to end on a tiny miniature ILSVRC: members, the ensemble methods, the
+cache, results files scored without a model, and the errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from detector.data.toy import make_toy_ilsvrc
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN = os.path.join(ROOT, "tools", "train_det.py")
+EVAL = os.path.join(ROOT, "tools", "eval_map.py")
+
+
+def run(args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "PYTHONPATH": ROOT})
+
+
+def common(root: str, work: str) -> list[str]:
+    return ["configs/toy_det.yaml", f"data.root={root}", "data.toy=false", f"work_dir={work}", "model.weights=null",
+            "data.workers=0", "data.scales=[96]", "data.test_scale=96", "data.max_size=160", "progress=false",
+            "model.rpn_post_nms_top_n_test=16", "model.box_score_thresh=0.0"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Two briefly trained members of the miniature (scores are low; the tests compare them)."""
+    base = tmp_path_factory.mktemp("eval")
+    root = make_toy_ilsvrc(str(base / "ilsvrc"), n_train=8, n_val=6, n_negative=0, cls_per_class=1)
+    work = str(base / "work")
+    for k in range(2):
+        out = run([TRAIN, *common(root, work), f"model_index={k}", "batch_size=2", "max_steps=4", "eval_every=100",
+                   "model.rpn_post_nms_top_n_train=32", "model.box_batch_size_per_image=16"])
+        assert out.returncode == 0, out.stderr[-2000:]
+    return root, work
+
+
+def report(out: subprocess.CompletedProcess, folder: str) -> dict:
+    assert out.returncode == 0, out.stderr[-3000:]
+    with open(os.path.join(folder, "report.json")) as f:
+        return json.load(f)
+
+
+def test_members_are_scored_with_tables_files_and_plots_and_then_come_from_the_cache(trained, tmp_path):
+    root, work = trained
+    args = [EVAL, *common(root, work), "--metric", "all", "--out", str(tmp_path)]
+    first = run(args)
+    rep = report(first, str(tmp_path))
+    assert set(rep["results"]) == {"model_0", "model_1"}
+    for name in ("model_0", "model_1"):
+        files = set(os.listdir(tmp_path / name))
+        assert {"detections.npz", "ilsvrc.txt", "coco.json", "pr.png"} <= files
+        r = rep["results"][name]
+        assert 0 <= r["ilsvrc"]["map"] <= 1 and len(r["ilsvrc"]["ap"]) == 10 and "AP50" in r["coco"]["stats"]
+    assert "per-class AP (%), ilsvrc" in first.stdout and "circle" in first.stdout and "mean" in first.stdout
+    assert "model_0" in first.stdout.split("mAP (%) on")[1]
+    again = run(args)
+    assert again.stderr.count("cached detections") == 2
+    assert report(again, str(tmp_path))["results"] == rep["results"]
+
+
+def test_a_results_file_scores_as_the_detections_in_memory(trained, tmp_path):
+    root, work = trained
+    rep = report(run([EVAL, *common(root, work), "--checkpoints", os.path.join(work, "googlenet_toy_det", "model_0",
+                                                                                   "model_final.pth"),
+                      "--metric", "all", "--out", str(tmp_path / "a")]), str(tmp_path / "a"))
+    mem = rep["results"]["model_0"]
+    for fmt in ("ilsvrc.txt", "coco.json"):
+        shutil.copy(tmp_path / "a" / "model_0" / fmt, tmp_path / f"sub_{fmt}")
+        rep2 = report(run([EVAL, *common(root, work), "--detections", str(tmp_path / f"sub_{fmt}"), "--metric", "all",
+                           "--out", str(tmp_path / fmt)]), str(tmp_path / fmt))
+        got = rep2["results"][f"sub_{fmt.split('.')[0]}"]
+        for m in ("ilsvrc", "voc07", "voc"):
+            np.testing.assert_allclose(got[m]["map"], mem[m]["map"], atol=2e-6, err_msg=f"{fmt} {m}")
+        np.testing.assert_allclose(got["coco"]["map"], mem["coco"]["map"], atol=2e-5)
+
+
+def test_a_bad_results_file_is_one_line_naming_the_line(trained, tmp_path):
+    root, work = trained
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1 1 0.5 1 2 30 40\n1 99 0.5 1 2 30 40\n")
+    out = run([EVAL, *common(root, work), "--detections", str(bad), "--out", str(tmp_path)])
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+    assert "bad.txt:2" in out.stderr and "class id 99" in out.stderr
+
+
+def _detections(folder) -> list[tuple]:
+    z = np.load(os.path.join(folder, "detections.npz"))
+    image = np.repeat(np.arange(len(z["counts"])), z["counts"])
+    rows = zip(image.tolist(), z["labels"].tolist(), np.round(z["scores"], 5).tolist(),
+               np.round(z["boxes"], 2).tolist())
+    return sorted((i, lab, s, tuple(b)) for i, lab, s, b in rows)
+
+
+def test_an_ensemble_of_two_identical_members_equals_the_single_model(trained, tmp_path):
+    root, work = trained
+    member = os.path.join(work, "googlenet_toy_det", "model_1", "model_final.pth")
+    twin = tmp_path / "twin.pth"
+    shutil.copy(member, twin)
+    for method in ("shared", "nms", "wbf"):  # one --out: the member's detections are cached after the first
+        rep = report(run([EVAL, *common(root, work), "--checkpoints", member, str(twin), "--ensemble", "2", "--method",
+                          method, "--metric", "voc", "--out", str(tmp_path)]), str(tmp_path))
+        single = _detections(tmp_path / "model_1")
+        assert len(single) > 20  # something to compare (box_score_thresh=0: the untrained heads detect plenty)
+        ens = _detections(tmp_path / f"ensemble2_{method}")
+        assert len(ens) == len(single), method
+        for a, b in zip(single, ens):
+            assert a[:2] == b[:2] and a[2] == pytest.approx(b[2], abs=2e-5), method
+            np.testing.assert_allclose(a[3], b[3], atol=0.02, err_msg=method)
+        assert rep["results"][f"ensemble2_{method}"]["voc"]["map"] == pytest.approx(
+            rep["results"]["model_1"]["voc"]["map"], abs=1e-6)
+
+
+def test_shared_ensemble_scores_members_and_ensemble_in_one_pass(trained, tmp_path):
+    root, work = trained
+    rep = report(run([EVAL, *common(root, work), "--ensemble", "2", "--out", str(tmp_path)]), str(tmp_path))
+    assert list(rep["results"]) == ["model_0", "model_1", "ensemble2_shared"]
+    # the members' detections from the ensemble's pass equal their own runs
+    alone = report(run([EVAL, *common(root, work), "--out", str(tmp_path / "alone")]), str(tmp_path / "alone"))
+    for k in ("model_0", "model_1"):
+        assert rep["results"][k]["ilsvrc"]["map"] == pytest.approx(alone["results"][k]["ilsvrc"]["map"], abs=1e-6)
+
+
+def test_too_few_members_is_one_line_naming_what_is_missing(trained, tmp_path):
+    root, work = trained
+    out = run([EVAL, *common(root, work), "--ensemble", "6", "--out", str(tmp_path)])
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+    assert "model_{2,3,4,5}" in out.stderr and "model_index=K" in out.stderr
+
+
+def test_two_processes_score_as_one(trained, tmp_path):
+    # one image a batch: a batch pads its images to the largest, which moves the detections a little
+    root, work = trained
+    one = report(run([EVAL, *common(root, work), "--batch-size", "1", "--out", str(tmp_path / "one")]),
+                 str(tmp_path / "one"))
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", EVAL,
+                          *common(root, work), "--batch-size", "1", "--out", str(tmp_path / "two")], cwd=ROOT,
+                         capture_output=True,
+                         text=True, timeout=900, env={**os.environ, "PYTHONPATH": ROOT})
+    rep = report(two, str(tmp_path / "two"))
+    for k in ("model_0", "model_1"):
+        assert rep["results"][k]["ilsvrc"]["map"] == pytest.approx(one["results"][k]["ilsvrc"]["map"], abs=1e-6)
+
+
+def test_fuse_nms_keeps_the_best_of_overlapping_boxes():
+    from detector.ensemble import fuse_detections
+    from detector.evaluation import ImageDetections
+
+    a = ImageDetections(np.array([[10, 10, 50, 50]], np.float32), np.array([0.9], np.float32), np.array([1]))
+    b = ImageDetections(np.array([[12, 10, 52, 50], [60, 60, 90, 90]], np.float32), np.array([0.8, 0.7], np.float32),
+                        np.array([1, 2]))
+    out = fuse_detections([a, b], "nms", 0.55, (100, 100))
+    assert out.scores.tolist() == pytest.approx([0.9, 0.7]) and out.labels.tolist() == [1, 2]
+    wbf = fuse_detections([a, b], "wbf", 0.55, (100, 100))
+    # the overlapping pair becomes one box between them; the box only one member found scores half
+    assert len(wbf.scores) == 2 and 10 < wbf.boxes[0, 0] < 12
+    assert wbf.scores[1] == pytest.approx(0.35, abs=1e-6)

@@ -1,0 +1,65 @@
+"""mAP of trained detectors and of their ensemble: ILSVRC DET, Pascal VOC (2007 and 2010+), COCO.
+
+    python tools/eval_map.py [CONFIG] [key=value ...]              # every trained member, one by one
+    python tools/eval_map.py CONFIG --ensemble 6 [--method shared|nms|wbf]
+    python tools/eval_map.py CONFIG --checkpoints a.pth b.pth --metric all
+    python tools/eval_map.py CONFIG --detections results.txt       # ILSVRC lines or COCO .json, no model
+    torchrun --nproc_per_node N tools/eval_map.py CONFIG --ensemble 6
+
+CONFIG (default configs/ilsvrc_det.yaml) names the data (data.root, data.val_split, the test scale)
+and the work dir holding the members (work_dirs/<name>/model_<k>/model_final.pth). Detections are
+cached per model: scoring again is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from backbone.cli import run_guarded  # noqa: E402
+from backbone.config import load_config  # noqa: E402
+from detector.ensemble import METHODS  # noqa: E402
+from detector.eval_map import METRICS, EvalRequest, run  # noqa: E402
+from detector.train import DetConfig  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("args", nargs="*", help="[CONFIG] [key=value ...], e.g. configs/toy_det.yaml data.val_split=val")
+    p.add_argument("--checkpoints", nargs="+", help="model_final.pth files (default: the config's work dir)")
+    p.add_argument("--ensemble", type=int, default=0, metavar="N", help="score members 0..N-1 and their ensemble")
+    p.add_argument("--method", choices=METHODS, default="shared",
+                   help="shared: every member's head scores one set of regions (the paper's); nms / wbf: "
+                        "combine the members' detections")
+    p.add_argument("--metric", choices=(*METRICS, "all"), default="ilsvrc")
+    p.add_argument("--detections", help="score this results file instead of running models")
+    p.add_argument("--out", help="folder for the report, results files and plots (default: work_dirs/<name>/eval_<split>)")
+    p.add_argument("--batch-size", type=int, default=4, help="images a batch (padded to the largest)")
+    p.add_argument("--draw", type=int, default=0, metavar="N",
+                   help="draw the ensemble's (else the last model's) detections on the first N images")
+    p.add_argument("--no-cache", action="store_true", help="run the models even where cached detections are valid")
+    a = p.parse_intermixed_args(argv)  # options and key=value overrides in any order
+    config = a.args[0] if a.args and "=" not in a.args[0] else "configs/ilsvrc_det.yaml"
+    overrides = [x for x in a.args if "=" in x]
+    if len(overrides) + (config in a.args) != len(a.args):
+        p.error(f"expected one CONFIG then key=value overrides, got {a.args}")
+    if a.ensemble < 0 or a.ensemble == 1:
+        p.error("--ensemble N needs N >= 2 members")
+    metrics = METRICS if a.metric == "all" else (a.metric,)
+
+    def body() -> int:
+        cfg = load_config(DetConfig, config, overrides)
+        run(cfg, EvalRequest(checkpoints=a.checkpoints, ensemble=a.ensemble, method=a.method, metrics=metrics,
+                             detections=a.detections, out=a.out, batch_size=a.batch_size, cache=not a.no_cache,
+                             draw=a.draw, progress=cfg.progress))
+        return 0
+
+    return run_guarded("eval_map", body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
