@@ -21,13 +21,18 @@ test: $(STAMP)
 # the generated miniature ImageNet; six detectors on the generated miniature ILSVRC DET, each its
 # own data order (model_index); their mAP and the six-model ensemble's, with plots and drawn
 # detections. A second run finds each stage done and only re-scores (cached detections).
+# The *_ARGS add key=value overrides (tests/test_demo.py runs it smaller through them); DET_ARGS
+# go to eval_map too, which must see the same data and work dir.
 MEMBERS ?= 0 1 2 3 4 5
+PRETRAIN_ARGS ?=
+DET_ARGS ?=
+EVAL_ARGS ?=
 demo: $(STAMP)
 	$(PY) -m backbone.summary
-	$(PY) tools/pretrain_backbone.py configs/pretrain_toy.yaml
-	@for k in $(MEMBERS); do echo "== detector $$k of the ensemble (tools/train_det.py configs/toy_det.yaml model_index=$$k)"; \
-		$(PY) tools/train_det.py configs/toy_det.yaml model_index=$$k || exit 1; done
-	$(PY) tools/eval_map.py configs/toy_det.yaml --ensemble $(words $(MEMBERS)) --metric all --draw 8
+	$(PY) tools/pretrain_backbone.py configs/pretrain_toy.yaml $(PRETRAIN_ARGS)
+	@for k in $(MEMBERS); do echo "== detector $$k of the ensemble: tools/train_det.py configs/toy_det.yaml model_index=$$k"; \
+		$(PY) tools/train_det.py configs/toy_det.yaml model_index=$$k $(DET_ARGS) || exit 1; done
+	$(PY) tools/eval_map.py configs/toy_det.yaml --ensemble $(words $(MEMBERS)) --metric all --draw 8 $(DET_ARGS) $(EVAL_ARGS)
 
 bench: $(STAMP)
 	$(PY) tools/benchmark.py backbone
@@ -35,6 +40,7 @@ bench: $(STAMP)
 	$(PY) tools/benchmark.py data
 	$(PY) tools/benchmark.py eval
 	$(PY) tools/benchmark.py detector
+	$(PY) tools/benchmark.py ensemble
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

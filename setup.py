@@ -31,5 +31,9 @@ setup(
         # imported only by that method
         "ensemble-boxes>=1.0.9,<2",
     ],
-    extras_require={"test": ["pytest>=7,<10"]},
+    extras_require={
+        # tools/export.py --format onnx: the exporter needs onnx; its check runs the file in onnxruntime
+        "export": ["onnx>=1.16,<2", "onnxruntime>=1.18,<2"],
+        "test": ["pytest>=7,<10", "onnx>=1.16,<2", "onnxruntime>=1.18,<2"],
+    },
 )

@@ -94,6 +94,8 @@ class LocalResponseNorm(nn.Module):
         # PyTorch's and Caffe's window: size // 2 channels before, (size - 1) // 2 after.
         before, after = self.size // 2, (self.size - 1) // 2
         xc = x.movedim(1, -1)  # [N, H, W, C], a view
+        if torch.onnx.is_in_onnx_export():  # PyTorch's own (equal; tested): exportable ops only
+            return F.local_response_norm(x, self.size, self.alpha, self.beta, self.k)
         grad = torch.is_grad_enabled() and x.requires_grad
         if grad:
             padded = F.pad(xc * xc, (before, after))  # [N, H, W, C + size - 1]

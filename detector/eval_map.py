@@ -92,11 +92,13 @@ def found_members(cfg: DetConfig) -> list[str]:
 
 # ---- the detection cache ----------------------------------------------------------------------
 
-def cache_key(cfg: DetConfig, checkpoints: list[str], method: str | None = None) -> str:
-    """What a set of detections depends on: the checkpoints (path, size, mtime), the data and scale."""
+def cache_key(cfg: DetConfig, checkpoints: list[str], method: str | None, batch_size: int) -> str:
+    """What a set of detections depends on: the checkpoints (path, size, mtime), the data, the scale
+    and the batch size (a batch pads its images to the largest, which moves detections a little)."""
     parts = [(os.path.abspath(p), os.path.getsize(p), os.stat(p).st_mtime_ns) for p in checkpoints]
     d = cfg.data
-    blob = json.dumps([parts, method, d.format, os.path.abspath(d.root), d.val_split, d.test_scale, d.max_size])
+    blob = json.dumps([parts, method, d.format, os.path.abspath(d.root), d.val_split, d.test_scale, d.max_size,
+                       batch_size])
     return hashlib.sha1(blob.encode()).hexdigest()
 
 
@@ -283,7 +285,7 @@ class EvalRequest:
     metrics: tuple[str, ...] = ("ilsvrc",)
     detections: str | None = None  # score this results file; no model
     out: str | None = None
-    batch_size: int = 4
+    batch_size: int = 1  # as training's evaluation; larger batches pad images to the largest (scores move)
     cache: bool = True
     fuse_iou: float = 0.55  # wbf/nms: boxes of one class overlapping this much are one object
     draw: int = 0  # draw the last result set's detections on this many images of the split
@@ -358,10 +360,10 @@ def _infer(cfg: DetConfig, req: EvalRequest, gt: GroundTruth, paths: list[str], 
     """Fill ``dets``/``seconds`` for every member and the ensemble, from the cache where it is valid."""
     n = len(gt.records)
     autocast, _ = amp_for(device, cfg.amp)
-    keys = {s: cache_key(cfg, [p]) for s, p in zip(names, paths)}
+    keys = {s: cache_key(cfg, [p], None, req.batch_size) for s, p in zip(names, paths)}
     ens_name = f"ensemble{len(paths)}_{req.method}" if req.ensemble else None
     if ens_name:
-        keys[ens_name] = cache_key(cfg, paths, req.method)
+        keys[ens_name] = cache_key(cfg, paths, req.method, req.batch_size)
     for s, key in keys.items():
         cached = load_detections(os.path.join(out, s, "detections.npz"), key, n) if req.cache else None
         if cached is not None:

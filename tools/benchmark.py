@@ -5,6 +5,7 @@
     python tools/benchmark.py data [--coco ../shared/data/tiny_coco] [--repeats 3]
     python tools/benchmark.py eval [--images 20000] [--per-image 50]
     python tools/benchmark.py detector [--batch 2] [--size 600]
+    python tools/benchmark.py ensemble [--batch 2] [--size 480] [--head c4]
 
 ``backbone``: forward (eval, inference mode) and forward+backward (train mode, cross-entropy)
 images/s of our GoogLeNet layouts against torchvision's ``googlenet`` (random weights, the same
@@ -444,6 +445,33 @@ def run_detector(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_ensemble(args: argparse.Namespace) -> int:
+    """The shared-proposal ensemble of N members against N single-model runs on the same images."""
+    from detector.ensemble import detect_shared
+    from detector.model import googlenet_faster_rcnn
+
+    device = select_device(args.device)
+    torch.manual_seed(0)
+    members = [googlenet_faster_rcnn(200, head=args.head, rpn_post_nms_top_n_test=300).eval().to(device)
+               for _ in range(max(args.members))]
+    images = [torch.rand(3, args.size, args.size * 4 // 3, device=device) for _ in range(args.batch)]
+    print(f"device {device}, {args.head} members (random weights, 200 classes, 300 regions an image), batch "
+          f"{args.batch} at {args.size}x{args.size * 4 // 3}, median of {args.repeats} after {args.warmup} warm-up")
+    print(f"{'members':>7} {'N single runs s':>15} {'ensemble s':>10} {'ensemble / singles':>18}")
+    for n in args.members:
+        models = members[:n]
+
+        def singles():
+            with torch.inference_mode():
+                for m in models:
+                    m(images)
+
+        t_single = median_seconds(singles, device, args.warmup, args.repeats)
+        t_ens = median_seconds(lambda: detect_shared(models, images), device, args.warmup, args.repeats)
+        print(f"{n:>7} {t_single:>15.2f} {t_ens:>10.2f} {t_ens / t_single:>18.2f}", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -471,13 +499,16 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--per-image", type=int, default=50)
     t = command("detector", "detector training and inference against torchvision's Faster R-CNNs", 2, 600, 2, 1, "auto")
     t.add_argument("--one", choices=DETECTORS, help=argparse.SUPPRESS)
+    en = command("ensemble", "the shared-proposal ensemble against that many single-model runs", 2, 480, 2, 1, "auto")
+    en.add_argument("--head", choices=("c4", "fpn"), default="c4")
+    en.add_argument("--members", type=int, nargs="+", default=[1, 2, 6])
     args = parser.parse_args(argv)
     if args.batch < 1 or args.size < 32 or args.repeats < 1 or args.warmup < 0:
         parser.error("need --batch >= 1, --size >= 32, --repeats >= 1, --warmup >= 0")
     args.allocator_tuned = args.allocator == "tuned" and tune_cpu_allocator()
     try:
         return {"backbone": run_backbone, "pretrain": run_pretrain, "data": run_data, "eval": run_eval,
-                "detector": run_detector}[args.what](args)
+                "detector": run_detector, "ensemble": run_ensemble}[args.what](args)
     except RuntimeError as e:
         print(f"benchmark: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2

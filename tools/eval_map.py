@@ -38,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--metric", choices=(*METRICS, "all"), default="ilsvrc")
     p.add_argument("--detections", help="score this results file instead of running models")
     p.add_argument("--out", help="folder for the report, results files and plots (default: work_dirs/<name>/eval_<split>)")
-    p.add_argument("--batch-size", type=int, default=4, help="images a batch (padded to the largest)")
+    p.add_argument("--batch-size", type=int, default=1,
+                   help="images a batch; more is faster on a GPU, but a batch pads its images to the largest, "
+                        "which moves the scores a little (1: the same numbers as training's evaluation)")
     p.add_argument("--draw", type=int, default=0, metavar="N",
                    help="draw the ensemble's (else the last model's) detections on the first N images")
     p.add_argument("--no-cache", action="store_true", help="run the models even where cached detections are valid")

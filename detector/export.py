@@ -1,0 +1,97 @@
+"""A trained detector for deployment: TorchScript or ONNX, checked against the eager model.
+
+The exported graph takes one RGB image as a float tensor ``[3, H, W]`` in 0..1, already resized as
+in training (shorter side to ``data.test_scale``, longer side at most ``data.max_size``; the
+sidecar JSON says both) and returns ``(boxes [K, 4] xyxy in that image's pixels, scores [K],
+labels [K] in 1..C)``; normalisation is inside. Both formats come from tracing: torchvision's
+R-CNN code is written to trace with the image size left dynamic (the check below runs on images
+of other sizes than the one traced).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+FORMATS = ("torchscript", "onnx")
+
+
+class Deployable(nn.Module):
+    """One image in, three tensors out (no lists or dicts: what TorchScript and ONNX callers want)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model.eval()
+
+    def forward(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        out = self.model([image])[0]
+        return out["boxes"], out["scores"], out["labels"]
+
+
+def export(model: nn.Module, fmt: str, path: str, example: Tensor, meta: dict) -> str:
+    """Write ``path`` (atomically) and ``path + '.json'`` (class names, input size rules)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    net = Deployable(model)
+    tmp = f"{path}.tmp"
+    with warnings.catch_warnings():  # tracing warns about every Python-level shape computation
+        warnings.simplefilter("ignore")
+        if fmt == "torchscript":
+            torch.jit.save(torch.jit.trace(net, (example,), check_trace=False), tmp)
+        else:
+            torch.onnx.export(net, (example,), tmp, opset_version=17, dynamo=False, input_names=["image"],
+                              output_names=["boxes", "scores", "labels"],
+                              dynamic_axes={"image": {1: "height", 2: "width"}, "boxes": {0: "detections"},
+                                            "scores": {0: "detections"}, "labels": {0: "detections"}})
+    os.replace(tmp, path)
+    with open(path + ".json.tmp", "w") as f:
+        json.dump({"format": fmt, "input": "RGB float [3, H, W] in 0..1, resized: shorter side test_scale, "
+                   "longer at most max_size", **meta}, f, indent=1)
+    os.replace(path + ".json.tmp", path + ".json")
+    return path
+
+
+def load_runner(fmt: str, path: str):
+    """A callable ``image [3, H, W] -> (boxes, scores, labels)`` as numpy, for the exported file."""
+    if fmt == "torchscript":
+        module = torch.jit.load(path).eval()
+
+        def run(image: Tensor):
+            with torch.inference_mode():
+                return tuple(t.numpy() for t in module(image))
+        return run
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise RuntimeError("checking the ONNX file needs onnxruntime: pip install onnxruntime") from None
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    return lambda image: tuple(session.run(None, {"image": image.numpy()}))
+
+
+def parity(model: nn.Module, runner, images: list[Tensor], box_tol: float = 1e-2, score_tol: float = 1e-4) -> dict:
+    """Eager against exported on each image: the same detections (count, labels), boxes within
+    ``box_tol`` pixels and scores within ``score_tol``. Returns the worst differences and ``ok``."""
+    net = Deployable(model)
+    worst = {"images": len(images), "detections": 0, "max_box_diff": 0.0, "max_score_diff": 0.0, "ok": True,
+             "problem": None}
+    for i, image in enumerate(images):
+        with torch.inference_mode():
+            ref = [t.numpy() for t in net(image)]
+        got = runner(image)
+        if len(got[1]) != len(ref[1]) or not np.array_equal(np.asarray(got[2]), ref[2]):
+            worst.update(ok=False, problem=f"image {i}: {len(got[1])} detections (labels {list(got[2])[:5]}...) "
+                                           f"against eager {len(ref[1])} ({list(ref[2])[:5]}...)")
+            return worst
+        worst["detections"] += len(ref[1])
+        if len(ref[1]):
+            worst["max_box_diff"] = max(worst["max_box_diff"], float(np.abs(got[0] - ref[0]).max()))
+            worst["max_score_diff"] = max(worst["max_score_diff"], float(np.abs(got[1] - ref[1]).max()))
+    if worst["max_box_diff"] > box_tol or worst["max_score_diff"] > score_tol:
+        worst.update(ok=False, problem=f"boxes differ by up to {worst['max_box_diff']:.3g} px, scores by "
+                                       f"{worst['max_score_diff']:.3g}")
+    return worst

@@ -1,0 +1,47 @@
+"""`make demo` at a smaller size, through the Makefile and the same tools: the miniature
+ImageNet pretraining, two detectors instead of six, their ensemble; the report must hang together."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_the_demo_pipeline_end_to_end(tmp_path):
+    work, out = tmp_path / "work", tmp_path / "eval"
+    det = (f"data.root={tmp_path / 'toy_ilsvrc'} work_dir={work} model.weights={work / 'googlenet_toy' / 'backbone.pth'} "
+           "epochs=1 data.scales=[128] data.test_scale=128 progress=false")
+    cmd = ["make", "-o", ".venv/.installed", "demo", f"PY={sys.executable}", "MEMBERS=0 1",
+           f"PRETRAIN_ARGS=data.root={tmp_path / 'toy_imagenet'} work_dir={work} data.toy_images_per_class=30 epochs=3 "
+           "eval_every=3 progress=false",
+           f"DET_ARGS={det}", f"EVAL_ARGS=--out {out}"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "PYTHONPATH": ROOT})
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-3000:])
+    assert (work / "googlenet_toy" / "backbone.pth").exists()
+    with open(out / "report.json") as f:
+        rep = json.load(f)
+    res = rep["results"]
+    assert list(res) == ["model_0", "model_1", "ensemble2_shared"]
+    members = [res[k]["ilsvrc"]["map"] for k in ("model_0", "model_1")]
+    assert min(members) > 0.0 and members[0] != members[1]  # two real, different detectors
+    assert res["ensemble2_shared"]["ilsvrc"]["map"] >= sum(members) / 2
+    for k, r in res.items():  # the report is what the tables say, for every protocol
+        for metric in ("ilsvrc", "voc07", "voc"):
+            aps = [a for a in r[metric]["ap"] if a is not None]
+            assert r[metric]["map"] == pytest.approx(sum(aps) / len(aps))
+        assert f"{100 * r['ilsvrc']['map']:.2f}" in proc.stdout.split("mAP (%) on")[1]
+    # each member's final mAP from its training run is the one the evaluation computes again
+    for k in (0, 1):
+        with open(work / "googlenet_toy_det" / f"model_{k}" / "metrics.json") as f:
+            assert json.load(f)["map"] == pytest.approx(res[f"model_{k}"]["ilsvrc"]["map"], abs=1e-9)
+    assert len(list((out / "ensemble2_shared" / "drawn").glob("*.png"))) == 8
+    assert "detections drawn" in proc.stdout
