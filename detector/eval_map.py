@@ -36,6 +36,8 @@ from .evaluation import (ImageDetections, evaluate_coco, evaluate_ilsvrc, evalua
 from .train import DetConfig, load_final
 
 METRICS = ("ilsvrc", "voc07", "voc", "coco")
+# part of the cache key: bump when inference or the ensemble methods change what they produce
+DETECTIONS_VERSION = 2
 
 
 def log(msg: str) -> None:
@@ -97,8 +99,8 @@ def cache_key(cfg: DetConfig, checkpoints: list[str], method: str | None, batch_
     and the batch size (a batch pads its images to the largest, which moves detections a little)."""
     parts = [(os.path.abspath(p), os.path.getsize(p), os.stat(p).st_mtime_ns) for p in checkpoints]
     d = cfg.data
-    blob = json.dumps([parts, method, d.format, os.path.abspath(d.root), d.val_split, d.test_scale, d.max_size,
-                       batch_size])
+    blob = json.dumps([DETECTIONS_VERSION, parts, method, d.format, os.path.abspath(d.root), d.val_split,
+                       d.test_scale, d.max_size, batch_size])
     return hashlib.sha1(blob.encode()).hexdigest()
 
 

@@ -18,10 +18,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_the_demo_pipeline_end_to_end(tmp_path):
     work, out = tmp_path / "work", tmp_path / "eval"
     det = (f"data.root={tmp_path / 'toy_ilsvrc'} work_dir={work} model.weights={work / 'googlenet_toy' / 'backbone.pth'} "
-           "epochs=1 data.scales=[128] data.test_scale=128 progress=false")
+           "epochs=3 optim.milestones=[10] optim.warmup_iters=5 data.scales=[128] data.test_scale=128 progress=false")
     cmd = ["make", "-o", ".venv/.installed", "demo", f"PY={sys.executable}", "MEMBERS=0 1",
-           f"PRETRAIN_ARGS=data.root={tmp_path / 'toy_imagenet'} work_dir={work} data.toy_images_per_class=30 epochs=3 "
-           "eval_every=3 progress=false",
+           f"PRETRAIN_ARGS=data.root={tmp_path / 'toy_imagenet'} work_dir={work} data.toy_images_per_class=40 epochs=4 "
+           "eval_every=4 progress=false",
            f"DET_ARGS={det}", f"EVAL_ARGS=--out {out}"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900,
                           env={**os.environ, "PYTHONPATH": ROOT})
