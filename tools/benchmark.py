@@ -454,6 +454,11 @@ def run_ensemble(args: argparse.Namespace) -> int:
     torch.manual_seed(0)
     members = [googlenet_faster_rcnn(200, head=args.head, rpn_post_nms_top_n_test=300).eval().to(device)
                for _ in range(max(args.members))]
+    for m in members:
+        # untrained RPNs keep 80-300 proposals after their NMS (trained ones fill their 300), while
+        # a union of several always fills 300: without the RPN's NMS every member and the union
+        # score exactly 300 regions an image, as trained members do
+        m.rpn.nms_thresh = 1.0
     images = [torch.rand(3, args.size, args.size * 4 // 3, device=device) for _ in range(args.batch)]
     print(f"device {device}, {args.head} members (random weights, 200 classes, 300 regions an image), batch "
           f"{args.batch} at {args.size}x{args.size * 4 // 3}, median of {args.repeats} after {args.warmup} warm-up")
