@@ -312,6 +312,9 @@ def run(cfg: DetConfig, req: EvalRequest) -> dict:
         paths = (req.checkpoints or (member_checkpoints(cfg, req.ensemble) if req.ensemble else found_members(cfg)))
         if req.ensemble and req.checkpoints and len(req.checkpoints) != req.ensemble:
             raise CheckpointError(f"--ensemble {req.ensemble} with {len(req.checkpoints)} --checkpoints: give as many")
+        for p in paths:
+            if not os.path.isfile(p):
+                raise CheckpointError(f"{p}: no such checkpoint (model_final.pth from tools/train_det.py)")
         names = [os.path.basename(os.path.dirname(p)) if os.path.basename(p) == "model_final.pth"
                  else os.path.splitext(os.path.basename(p))[0] for p in paths]
         if len(set(names)) != len(names):

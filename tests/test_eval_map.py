@@ -134,6 +134,9 @@ def test_too_few_members_is_one_line_naming_what_is_missing(trained, tmp_path):
     out = run([EVAL, *common(root, work), "--ensemble", "6", "--out", str(tmp_path)])
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
     assert "model_{2,3,4,5}" in out.stderr and "model_index=K" in out.stderr
+    nowhere = run([EVAL, *common(root, work), "--checkpoints", str(tmp_path / "nope.pth"), "--out", str(tmp_path)])
+    assert nowhere.returncode == 2 and "nope.pth: no such checkpoint" in nowhere.stderr
+    assert len(nowhere.stderr.strip().splitlines()) == 1
 
 
 def test_two_processes_score_as_one(trained, tmp_path):
