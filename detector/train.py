@@ -146,7 +146,8 @@ def _log(rank: int, msg: str) -> None:
 
 
 # settings that do not change what is trained
-_RUNTIME_KEYS = {"progress", "device", "resume", "checkpoint_every_steps", "keep_checkpoints", "data.workers", "amp"}
+_RUNTIME_KEYS = {"progress", "device", "resume", "checkpoint_every_steps", "keep_checkpoints", "data.workers", "amp",
+                 "work_dir", "eval_every", "eval_metric"}
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -163,7 +164,11 @@ def finished_metrics(cfg: DetConfig) -> dict | None:
     path = os.path.join(cfg.out_dir, "model_final.pth")
     if cfg.resume != "auto" or not os.path.isfile(path):
         return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ckpt_io.CheckpointError(f"{path}: unreadable ({type(e).__name__}); delete it to train the member "
+                                      "again") from None
     was, now = _flat(state.get("config", {})), _flat(to_dict(cfg))
     changed = sorted(k for k in set(was) | set(now) if k not in _RUNTIME_KEYS and was.get(k) != now.get(k))
     if changed:
