@@ -125,7 +125,7 @@ def detect_shared(models: list[GoogLeNetFasterRCNN], images: list[Tensor],
             own = [b for b, _, _ in p]
             members.append(_postprocess(m, *_head(m, f, own, sizes), own, sizes))
     probs = probs / len(models)
-    deltas = deltas / n_reg if n_reg else torch.zeros(probs.shape[0], probs.shape[1] * 4)
+    deltas = deltas / n_reg if n_reg else probs.new_zeros(probs.shape[0], probs.shape[1] * 4)
     return _postprocess(ref, probs, deltas, union, sizes), members
 
 
