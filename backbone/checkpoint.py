@@ -1,8 +1,10 @@
-"""Checkpoints written atomically (temporary file, fsync, rename) and found again for resuming."""
+"""Checkpoints (and every other output) written atomically (temporary file, fsync, rename), and
+checkpoints found again for resuming."""
 
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 import sys
@@ -21,12 +23,26 @@ class CheckpointError(RuntimeError):
 def save_atomic(obj: Any, path: str) -> None:
     """``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``: a crash
     leaves either the old file or the new one, never a torn one."""
+    write_atomic(path, "wb", lambda f: torch.save(obj, f))
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """``text`` to ``path`` the same way (JSON reports, results files, split lists)."""
+    write_atomic(path, "w", lambda f: f.write(text))
+
+
+def write_json_atomic(path: str, obj: Any) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=1))
+
+
+def write_atomic(path: str, mode: str, write) -> None:
+    """``write(file)`` into a temporary file beside ``path``, fsync, rename over ``path``."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+        with os.fdopen(fd, mode) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -338,9 +338,7 @@ def run(cfg: PretrainConfig) -> dict:
                         "ema" if use_ema else "raw")
         if os.path.isfile(records.path):
             plot_curves(records.path, os.path.join(out, "curves.png"))
-        with open(os.path.join(out, "metrics.json.tmp"), "w") as f:
-            json.dump(metrics, f, indent=1)
-        os.replace(os.path.join(out, "metrics.json.tmp"), os.path.join(out, "metrics.json"))
+        ckpt_io.write_json_atomic(os.path.join(out, "metrics.json"), metrics)
     records.close()
     return metrics
 

@@ -23,7 +23,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from backbone.checkpoint import CheckpointError
+from backbone.checkpoint import CheckpointError, write_atomic, write_json_atomic
 from backbone.data import DataError
 from backbone.runtime import amp_for, init_distributed
 
@@ -69,10 +69,15 @@ def ground_truth(cfg: DetConfig) -> GroundTruth:
                        getattr(index, "coco", None), f"{cfg.data.format} {cfg.data.root} [{cfg.data.val_split}]")
 
 
+def _final(base: str, k: int) -> str:
+    """Member ``k``'s ``model_final.pth`` under ``<work_dir>/<name>`` (``DetConfig.out_dir``'s layout)."""
+    return os.path.join(base, f"model_{k}", "model_final.pth")
+
+
 def member_checkpoints(cfg: DetConfig, n: int) -> list[str]:
     """``model_final.pth`` of members 0..n-1 in the config's work dir; all must exist."""
     base = os.path.join(cfg.work_dir, cfg.name)
-    paths = [os.path.join(base, f"model_{k}", "model_final.pth") for k in range(n)]
+    paths = [_final(base, k) for k in range(n)]
     missing = [k for k, p in enumerate(paths) if not os.path.isfile(p)]
     if missing:
         raise CheckpointError(
@@ -85,11 +90,11 @@ def found_members(cfg: DetConfig) -> list[str]:
     """Every trained member in the config's work dir, in index order."""
     base = os.path.join(cfg.work_dir, cfg.name)
     ks = sorted(int(d[6:]) for d in (os.listdir(base) if os.path.isdir(base) else [])
-                if d.startswith("model_") and d[6:].isdigit() and os.path.isfile(os.path.join(base, d, "model_final.pth")))
+                if d.startswith("model_") and d[6:].isdigit() and os.path.isfile(_final(base, int(d[6:]))))
     if not ks:
         raise CheckpointError(f"{base}: no trained model (model_K/model_final.pth); train one with: "
                               "python tools/train_det.py CONFIG, or name checkpoints with --checkpoints")
-    return [os.path.join(base, f"model_{k}", "model_final.pth") for k in ks]
+    return [_final(base, k) for k in ks]
 
 
 # ---- the detection cache ----------------------------------------------------------------------
@@ -106,12 +111,11 @@ def cache_key(cfg: DetConfig, checkpoints: list[str], method: str | None, batch_
 
 def save_detections(path: str, dets: list[ImageDetections], key: str, seconds: float) -> None:
     counts = np.array([len(d.scores) for d in dets], np.int64)
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, key=np.array(key), seconds=np.array(seconds), counts=counts,
-             boxes=np.concatenate([d.boxes for d in dets]).astype(np.float32).reshape(-1, 4),
-             scores=np.concatenate([d.scores for d in dets]).astype(np.float32),
-             labels=np.concatenate([d.labels for d in dets]).astype(np.int64))
-    os.replace(tmp, path)
+    write_atomic(path, "wb", lambda f: np.savez(
+        f, key=np.array(key), seconds=np.array(seconds), counts=counts,
+        boxes=np.concatenate([d.boxes for d in dets]).astype(np.float32).reshape(-1, 4),
+        scores=np.concatenate([d.scores for d in dets]).astype(np.float32),
+        labels=np.concatenate([d.labels for d in dets]).astype(np.int64)))
 
 
 def load_detections(path: str, key: str, n_images: int) -> tuple[list[ImageDetections], float] | None:
@@ -340,10 +344,7 @@ def run(cfg: DetConfig, req: EvalRequest) -> dict:
     if req.draw:
         last = list(dets)[-1]
         report["drawn"] = draw(os.path.join(out, last, "drawn"), gt, dets[last], req.draw, req.draw_score)
-    tmp = os.path.join(out, "report.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(report, f, indent=1)
-    os.replace(tmp, os.path.join(out, "report.json"))
+    write_json_atomic(os.path.join(out, "report.json"), report)
     primary = next((m for m in req.metrics if m != "coco"), None)  # pycocotools gives no per-class table here
     if primary:
         print(class_table(gt, results, primary))

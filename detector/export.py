@@ -10,13 +10,14 @@ of other sizes than the one traced).
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from backbone.checkpoint import write_json_atomic
 
 FORMATS = ("torchscript", "onnx")
 
@@ -49,10 +50,8 @@ def export(model: nn.Module, fmt: str, path: str, example: Tensor, meta: dict) -
                               dynamic_axes={"image": {1: "height", 2: "width"}, "boxes": {0: "detections"},
                                             "scores": {0: "detections"}, "labels": {0: "detections"}})
     os.replace(tmp, path)
-    with open(path + ".json.tmp", "w") as f:
-        json.dump({"format": fmt, "input": "RGB float [3, H, W] in 0..1, resized: shorter side test_scale, "
-                   "longer at most max_size", **meta}, f, indent=1)
-    os.replace(path + ".json.tmp", path + ".json")
+    write_json_atomic(path + ".json", {"format": fmt, "input": "RGB float [3, H, W] in 0..1, resized: shorter side "
+                                       "test_scale, longer at most max_size", **meta})
     return path
 
 

@@ -3,7 +3,6 @@ checkpointing, records and device handling are pretraining's (``backbone``)."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -267,8 +266,6 @@ def run(cfg: DetConfig) -> dict:
                              "class_names": list(index.class_names), "metrics": metrics,
                              "backbone_layout": model.backbone_layout},
                             os.path.join(out, "model_final.pth"))
-        with open(os.path.join(out, "metrics.json.tmp"), "w") as f:
-            json.dump(metrics, f, indent=1)
-        os.replace(os.path.join(out, "metrics.json.tmp"), os.path.join(out, "metrics.json"))
+        ckpt_io.write_json_atomic(os.path.join(out, "metrics.json"), metrics)
     records.close()
     return metrics

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -16,7 +15,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from backbone.checkpoint import CheckpointError  # noqa: E402
+from backbone.checkpoint import CheckpointError, write_json_atomic  # noqa: E402
 from backbone.config import ConfigError  # noqa: E402
 from backbone.data import IMAGE_EXTENSIONS, BadImageError, read_image  # noqa: E402
 from backbone.runtime import select_device  # noqa: E402
@@ -78,10 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         cv2.imwrite(os.path.join(a.out, stem + ".png"), draw_boxes(img, boxes, labels, names, scores=scores))
         results[path] = [{"box_xyxy": [round(float(v), 1) for v in b], "score": round(float(sc), 4),
                           "label": int(lab), "name": names[int(lab) - 1]} for b, sc, lab in zip(boxes, scores, labels)]
-    tmp = os.path.join(a.out, "detections.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(results, f, indent=1)
-    os.replace(tmp, os.path.join(a.out, "detections.json"))
+    write_json_atomic(os.path.join(a.out, "detections.json"), results)
     print(f"infer: {len(results)} image(s) -> {a.out}/ (PNG per image, detections.json)"
           + (f"; {skipped} unreadable skipped" if skipped else ""))
     return 0

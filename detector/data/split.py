@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 
 import numpy as np
+
+from backbone.checkpoint import write_text_atomic
 
 from .sample import ImageRecord
 
@@ -34,8 +35,4 @@ def balanced_halves(records: list[ImageRecord], seed: int = 0) -> tuple[list[Ima
 def write_split(path: str, records: list[ImageRecord]) -> None:
     """``<image_id> <index>`` lines, the val.txt format, keeping the original indices (the
     blacklist and the submission format refer to them); written atomically."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        for r in records:
-            f.write(f"{r.image_id} {r.index}\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(f"{r.image_id} {r.index}\n" for r in records))

@@ -14,6 +14,7 @@ import os
 
 import numpy as np
 
+from backbone.checkpoint import write_text_atomic
 from backbone.data import DataError
 
 from ..box_ops import inclusive_to_xyxy, xywh_to_xyxy, xyxy_to_inclusive, xyxy_to_xywh
@@ -22,13 +23,6 @@ from .ap import ImageDetections
 
 class ResultsError(DataError):
     """A results file that cannot be scored; the message names the file and the line."""
-
-
-def _atomic_write(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _collect(n_images: int, rows: list[tuple[int, int, float, list[float]]]) -> list[ImageDetections]:
@@ -55,7 +49,7 @@ def write_ilsvrc_results(path: str, records: list, dets: list[ImageDetections], 
         for box, score, label in zip(xyxy_to_inclusive(d.boxes).tolist(), d.scores.tolist(), d.labels.tolist()):
             lines.append(f"{r.index} {det_ids[int(label) - 1]} {score:.6f} "
                          + " ".join(f"{v:.2f}" for v in box))
-    _atomic_write(path, "\n".join(lines) + ("\n" if lines else ""))
+    write_text_atomic(path, "\n".join(lines) + ("\n" if lines else ""))
 
 
 def read_ilsvrc_results(path: str, records: list, det_ids: list[int]) -> list[ImageDetections]:
@@ -96,7 +90,7 @@ def write_coco_results(path: str, records: list, dets: list[ImageDetections], ca
         for box, score, label in zip(xyxy_to_xywh(d.boxes).tolist(), d.scores.tolist(), d.labels.tolist()):
             out.append({"image_id": r.image_id, "category_id": category_ids[int(label) - 1],
                         "bbox": [round(v, 3) for v in box], "score": round(float(score), 6)})
-    _atomic_write(path, json.dumps(out))
+    write_text_atomic(path, json.dumps(out))
 
 
 def read_coco_results(path: str, records: list, category_ids: list[int]) -> list[ImageDetections]:
