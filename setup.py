@@ -1,6 +1,6 @@
 """GoogLeNet detection toolkit: the ILSVRC 2014 GoogLeNet detection entry with today's tools."""
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="googlenet-det",
@@ -9,8 +9,10 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["backbone", "detector", "detector.data", "detector.evaluation"],
-    package_data={"backbone": ["map_clsloc.txt", "map_clsloc.COPYING"],
+    # core (shared machinery) <- backbone (the network, its pretraining) <- detector; the tools and
+    # their benchmarks stay scripts in tools/
+    packages=find_packages(include=["core", "core.*", "backbone", "backbone.*", "detector", "detector.*"]),
+    package_data={"backbone.pretrain": ["map_clsloc.txt", "map_clsloc.COPYING"],
                   "detector.data": ["map_det.txt", "map_det.COPYING"]},
     install_requires=[
         # torch/torchvision: the Makefile pins 2.14.1 / 0.29.1 (on this project's machines' disk);
@@ -34,6 +36,7 @@ setup(
     extras_require={
         # tools/export.py --format onnx: the exporter needs onnx; its check runs the file in onnxruntime
         "export": ["onnx>=1.16,<2", "onnxruntime>=1.18,<2"],
-        "test": ["pytest>=7,<10", "onnx>=1.16,<2", "onnxruntime>=1.18,<2"],
+        # ruff pinned: `make lint` (part of `make test`) must not change verdict with a release
+        "test": ["pytest>=7,<10", "onnx>=1.16,<2", "onnxruntime>=1.18,<2", "ruff==0.16.9"],
     },
 )

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .googlenet import INCEPTION_CFG, GoogLeNet, GoogLeNetWithAux, googlenet
+from .aux import GoogLeNetWithAux
+from .googlenet import INCEPTION_CFG, GoogLeNet, googlenet
 
 
 @dataclass

@@ -1,1 +1,10 @@
-"""The detector: GoogLeNet inside torchvision's R-CNN pipeline (issues 4-6 build it out)."""
+"""The detector: GoogLeNet inside torchvision's R-CNN pipeline (region proposals + a region
+classifier), trained as ensemble members and scored alone and together.
+
+Modules: ``model`` (the C4 Inception region head and the FPN variant), ``config`` (``DetConfig``
+and the model, optimiser and schedule it builds), ``engine`` (``train_one_epoch``, ``predict``),
+``train`` (one member's run), ``final`` (``model_final.pth``), ``ensemble`` (shared regions,
+NMS, WBF), ``export`` (TorchScript / ONNX), ``box_ops``, ``visualize``, and the subpackages
+``data`` (ILSVRC DET, VOC, COCO readers and transforms), ``evaluation`` (the ILSVRC, VOC and COCO
+protocols, results files) and ``eval_map`` (scoring members and ensembles).
+"""

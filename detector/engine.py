@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -12,7 +12,9 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from backbone.engine import NonFiniteLoss, step_seed
+from core.errors import NonFiniteLoss
+from core.seeding import step_seed
+from core.trainer import mean_over_processes, optimizer_step, set_lr
 
 from .evaluation import ImageDetections
 
@@ -61,34 +63,19 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
             bar.update(1)
             continue
         lr = lr_for_step(global_step)
-        for g in optimizer.param_groups:
-            g["lr"] = lr
+        set_lr(optimizer, lr)
         torch.manual_seed(step_seed(seed, global_step, rank))
         images = [im.to(device, non_blocking=True) for im in batch.images]
         targets = targets_to(batch.targets, device)
         with autocast():
             losses = model(images, targets)
         loss = sum(losses.values())
-        reported = torch.stack([loss.detach().float()] + [v.detach().float() for v in losses.values()])
-        if world > 1:
-            dist.all_reduce(reported)
-            reported /= world
+        reported = mean_over_processes(torch.stack([loss.detach().float()] + [v.detach().float()
+                                                                               for v in losses.values()]))
         if not torch.isfinite(reported).all():
             raise NonFiniteLoss(f"loss is {reported[0].item()} at epoch {epoch + 1}, step {step} "
                                 f"({', '.join(f'{k} {v:.3g}' for k, v in zip(losses, reported[1:].tolist()))})")
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            if grad_clip:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            if grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
+        optimizer_step(loss, optimizer, scaler, grad_clip)
         seen += len(images) * world
         stats = {"epoch": epoch, "step": step, "global_step": global_step + 1, "loss": reported[0].item(), "lr": lr,
                  "images_per_s": seen / max(time.perf_counter() - tic, 1e-9),

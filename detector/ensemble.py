@@ -1,14 +1,15 @@
 """Ensembles of detectors (spec §3: "an ensemble of 6 ConvNets when classifying each region").
 
-* ``shared`` (the paper's): one set of regions per image — the union of the members' RPN proposals,
-  taken in rank order (every member's best, then every member's second best, ...: members'
-  objectness scores are not on one scale, and ranking by them let one member's proposals crowd
-  out the others': the demo's six-member ensemble scored 30.3% mAP that way, 35.4% in rank order,
-  as much as keeping the whole union), de-duplicated by the RPN's own per-level NMS and cut to
-  its ``post_nms_top_n`` — which every member's region head scores; class probabilities (and box deltas, from members that regress)
-  are averaged, then the usual per-class NMS. Each image is read, resized, normalised and batched
-  once for all members; each member runs its trunk, RPN and head once (no region is scored twice:
-  the union is cut to one member's number of regions).
+* ``shared`` (the paper's): one set of regions per image, which every member's region head scores.
+  The regions are the union of the members' RPN proposals taken in rank order (every member's
+  best, then every member's second best, ...), de-duplicated by the RPN's own per-level NMS and
+  cut to its ``post_nms_top_n``. Rank order, because members' objectness scores are not on one
+  scale: ranked by them, one member's proposals crowd out the others' (on the miniature, a
+  six-member ensemble scores 30.3% mAP that way and 35.4% in rank order, as much as with the
+  whole union). Class probabilities (and box deltas, from members that regress) are averaged,
+  then the usual per-class NMS. Each image is read, resized, normalised and batched once for all
+  members; each member runs its trunk, RPN and head once (no region is scored twice: the union is
+  cut to one member's number of regions).
 * ``nms`` and ``wbf`` (weighted boxes fusion, Solovyev et al. 2019, through the ``ensemble-boxes``
   package) combine the members' final detections, so they need only the members' cached results.
 
@@ -67,7 +68,8 @@ def rpn_proposals(model: GoogLeNetFasterRCNN, images, features: dict) -> list[tu
     return out
 
 
-def _filter(rpn, boxes: Tensor, scores: Tensor, lvl: Tensor, score_thresh: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+def _filter(rpn, boxes: Tensor, scores: Tensor, lvl: Tensor,
+            score_thresh: bool = True) -> tuple[Tensor, Tensor, Tensor]:
     """torchvision's ``filter_proposals`` after the clip: small and low boxes out, NMS per level,
     the best ``post_nms_top_n``. Applied again to a union it removes the members' near-duplicates
     and leaves one member's worth of regions; on one member's proposals it changes nothing."""
@@ -88,7 +90,8 @@ def _head(model: GoogLeNetFasterRCNN, features: dict, boxes: list[Tensor], image
     return torch.softmax(logits.float(), -1), deltas.float()
 
 
-def _postprocess(model: GoogLeNetFasterRCNN, probs: Tensor, deltas: Tensor, boxes: list[Tensor], image_sizes) -> list[dict]:
+def _postprocess(model: GoogLeNetFasterRCNN, probs: Tensor, deltas: Tensor, boxes: list[Tensor],
+                 image_sizes) -> list[dict]:
     # torchvision's postprocess applies a softmax: log-probabilities give the probabilities back
     det_boxes, scores, labels = model.roi_heads.postprocess_detections(probs.clamp_min(1e-30).log(), deltas, boxes,
                                                                        image_sizes)

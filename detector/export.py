@@ -10,14 +10,14 @@ of other sizes than the one traced).
 
 from __future__ import annotations
 
-import os
+import io
 import warnings
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from backbone.checkpoint import write_json_atomic
+from core.atomic import write_bytes_atomic, write_json_atomic
 
 FORMATS = ("torchscript", "onnx")
 
@@ -39,17 +39,17 @@ def export(model: nn.Module, fmt: str, path: str, example: Tensor, meta: dict) -
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     net = Deployable(model)
-    tmp = f"{path}.tmp"
+    buffer = io.BytesIO()
     with warnings.catch_warnings():  # tracing warns about every Python-level shape computation
         warnings.simplefilter("ignore")
         if fmt == "torchscript":
-            torch.jit.save(torch.jit.trace(net, (example,), check_trace=False), tmp)
+            torch.jit.save(torch.jit.trace(net, (example,), check_trace=False), buffer)
         else:
-            torch.onnx.export(net, (example,), tmp, opset_version=17, dynamo=False, input_names=["image"],
+            torch.onnx.export(net, (example,), buffer, opset_version=17, dynamo=False, input_names=["image"],
                               output_names=["boxes", "scores", "labels"],
                               dynamic_axes={"image": {1: "height", 2: "width"}, "boxes": {0: "detections"},
                                             "scores": {0: "detections"}, "labels": {0: "detections"}})
-    os.replace(tmp, path)
+    write_bytes_atomic(path, buffer.getvalue())
     write_json_atomic(path + ".json", {"format": fmt, "input": "RGB float [3, H, W] in 0..1, resized: shorter side "
                                        "test_scale, longer at most max_size", **meta})
     return path

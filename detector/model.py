@@ -29,7 +29,8 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import FeaturePyramidNetwork, FrozenBatchNorm2d, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from backbone.googlenet import IMAGENET_MEAN, IMAGENET_STD, GoogLeNet, googlenet, load_weights, read_state_dict, split_at
+from backbone.googlenet import IMAGENET_MEAN, IMAGENET_STD, GoogLeNet, googlenet, split_at
+from backbone.weights import load_weights, read_weights
 
 Head = Literal["c4", "fpn"]
 
@@ -51,7 +52,7 @@ class C4Trunk(nn.Module):
         info = {i.name: i for i in net.feature_info}["4e"]
         self.out_channels, self.stride = info.channels, info.stride
 
-    def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
+    def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
         return OrderedDict([("0", self.body(x))])
 
 
@@ -90,7 +91,7 @@ class FPNBackbone(nn.Module):
         super().__init__()
         # the classifier would be a parameter no loss reaches: DDP (without find_unused_parameters)
         # then never reduces the gradient bucket holding it, and silently leaves that bucket's
-        # gradients per-process (found by tests/test_train_det.py's DDP test)
+        # gradients per-process
         net.fc = nn.Identity()
         self.net = net
         info = {i.name: i for i in net.feature_info}
@@ -99,15 +100,24 @@ class FPNBackbone(nn.Module):
         self.out_channels = out_channels
         self.strides = [info[t].stride for t in self.TAPS] + [info[self.TAPS[-1]].stride * 2]
 
-    def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
+    def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
         feats = self.net.forward_features(x, self.TAPS)
         return self.fpn(OrderedDict((str(k), v) for k, v in enumerate(feats.values())))
 
 
 class GoogLeNetFasterRCNN(FasterRCNN):
-    """torchvision's FasterRCNN; without box regression its constant ``loss_box_reg`` (zero deltas
-    against the targets: no gradient) is left out of the losses rather than logged as if it meant
-    something."""
+    """torchvision's FasterRCNN with the data pipeline's single resize (:class:`NoResizeTransform`),
+    and what rebuilding it needs: ``head_kind``, ``bbox_reg`` and ``backbone_layout`` (variant,
+    norm, ``transform_input``, input mean and std). Without box regression its constant
+    ``loss_box_reg`` (zero deltas against the targets: no gradient) is left out of the losses
+    rather than logged as if it meant something."""
+
+    def __init__(self, backbone: nn.Module, *, head_kind: Head, bbox_reg: bool, backbone_layout: dict,
+                 image_mean: list[float], image_std: list[float], **faster_rcnn_args) -> None:
+        super().__init__(backbone, image_mean=image_mean, image_std=image_std, **faster_rcnn_args)
+        self.transform = NoResizeTransform(min_size=1, max_size=1 << 30, image_mean=image_mean, image_std=image_std)
+        self.head_kind, self.bbox_reg = head_kind, bbox_reg
+        self.backbone_layout = backbone_layout
 
     def forward(self, images, targets=None):  # type: ignore[override]
         out = super().forward(images, targets)
@@ -127,20 +137,15 @@ def anchor_sizes_for(strides: list[int], base: int = 32) -> tuple[tuple[int, ...
 def _backbone_net(weights: str | os.PathLike | None, variant: str, norm: str | None,
                   transform_input: bool = False) -> tuple[GoogLeNet, dict]:
     """The GoogLeNet to build on, and the export's metadata (variant, norm, input normalisation)."""
-    meta: dict = {}
-    if weights is not None:
-        path = os.fspath(weights)
-        obj = torch.load(path, map_location="cpu", weights_only=True) if os.path.isfile(path) else None
-        if isinstance(obj, dict) and isinstance(obj.get("meta"), dict):
-            meta = obj["meta"]
-            variant, norm = meta.get("variant", variant), meta.get("norm", norm)
-        sd = read_state_dict(path)
-        num = sd["fc.weight"].shape[0] if "fc.weight" in sd else 1000
-        net = googlenet(num, variant=variant, norm=norm, transform_input=bool(meta.get("transform_input", False))
-                        or "googlenet-1378be20" in os.path.basename(path))
-        load_weights(net, path)
-    else:
-        net = googlenet(1000, variant=variant, norm=norm, transform_input=transform_input)
+    if weights is None:
+        return googlenet(1000, variant=variant, norm=norm, transform_input=transform_input), {}
+    path = os.fspath(weights)
+    sd, meta = read_weights(path)
+    variant, norm = meta.get("variant", variant), meta.get("norm", norm)
+    num = sd["fc.weight"].shape[0] if "fc.weight" in sd else 1000
+    net = googlenet(num, variant=variant, norm=norm, transform_input=bool(meta.get("transform_input", False))
+                    or "googlenet-1378be20" in os.path.basename(path))
+    load_weights(net, sd, name=path)
     return net, meta
 
 
@@ -169,14 +174,30 @@ def _freeze_batchnorm(module: nn.Module) -> None:
             _freeze_batchnorm(child)
 
 
+def _region_parts(net: GoogLeNet, head: Head) -> tuple[nn.Module, list[int], MultiScaleRoIAlign, nn.Module, int]:
+    """``(detection backbone, its strides, RoI pooling, box head, box head's output width)``."""
+    if head == "c4":
+        body = C4Trunk(net)
+        box_head = C4BoxHead(net)
+        # adaptive sampling (ceil(region size / 14) points per bin), detectron2's C4 setting: most
+        # regions get one point a bin, and torchvision's CPU roi_align backward (serial) costs half as
+        # much as with the fixed 2x2 (a C4 step on 4 miniature images: 2.1 s -> 1.8 s)
+        roi = MultiScaleRoIAlign(featmap_names=["0"], output_size=14, sampling_ratio=0)
+        return body, [body.stride], roi, box_head, box_head.out_channels
+    body = FPNBackbone(net)
+    # the max-pooled level feeds the RPN only
+    roi = MultiScaleRoIAlign(featmap_names=["0", "1", "2"], output_size=7, sampling_ratio=2)
+    return body, body.strides, roi, TwoMLPHead(body.out_channels * 7 * 7, 1024), 1024
+
+
 def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = True,
                           weights: str | os.PathLike | None = None, variant: str = "paper", norm: str | None = None,
                           trainable_from: str | None = "conv2", freeze_bn: bool = True,
                           rpn_pre_nms_top_n_train: int = 2000, rpn_post_nms_top_n_train: int = 2000,
                           rpn_pre_nms_top_n_test: int = 1000, rpn_post_nms_top_n_test: int = 300,
-                          rpn_batch_size_per_image: int = 256, box_batch_size_per_image: int = 128, box_score_thresh: float = 0.01,
-                          box_detections_per_img: int = 100, transform_input: bool = False,
-                          image_mean: list[float] | None = None,
+                          rpn_batch_size_per_image: int = 256, box_batch_size_per_image: int = 128,
+                          box_score_thresh: float = 0.01, box_detections_per_img: int = 100,
+                          transform_input: bool = False, image_mean: list[float] | None = None,
                           image_std: list[float] | None = None) -> GoogLeNetFasterRCNN:
     """Faster R-CNN with a GoogLeNet backbone.
 
@@ -186,9 +207,10 @@ def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = 
         bbox_reg: box regression in the region head (the 2014 entry had none: ``False``).
         weights: ``backbone.pth`` from ``tools/pretrain_backbone.py`` (its metadata sets the layout
             and the input normalisation), or torchvision's ``googlenet-1378be20.pth``; None starts
-            from scratch.
+            from scratch (``variant``, ``norm``, ``transform_input``, ``image_mean``/``std``).
         trainable_from: first trainable layer (``"conv2"`` freezes conv1 as is usual); None trains all.
         freeze_bn: keep BatchNorm statistics and parameters fixed (BN layouts).
+        The rest are torchvision's ``FasterRCNN`` settings of the same names.
     """
     if head not in ("c4", "fpn"):
         raise ValueError(f"head must be 'c4' or 'fpn', got {head!r}")
@@ -199,37 +221,20 @@ def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = 
     inp = meta.get("input", {})
     mean = list(inp.get("mean", image_mean or IMAGENET_MEAN))
     std = list(inp.get("std", image_std or IMAGENET_STD))
-    if head == "c4":
-        body = C4Trunk(net)
-        strides, names = [body.stride], ["0"]  # RPN maps; RoI pooling maps
-        box_head = C4BoxHead(net)
-        # adaptive sampling (ceil(region size / 14) points per bin), detectron2's C4 setting: most
-        # regions get one point a bin, and torchvision's CPU roi_align backward (serial) costs half as
-        # much as with the fixed 2x2 (measured: a C4 step on 4 miniature images 2.1 s -> 1.8 s)
-        roi = MultiScaleRoIAlign(featmap_names=names, output_size=14, sampling_ratio=0)
-        rep = box_head.out_channels
-    else:
-        body = FPNBackbone(net)
-        strides, names = body.strides, ["0", "1", "2"]  # the pooled level feeds the RPN only
-        roi = MultiScaleRoIAlign(featmap_names=names, output_size=7, sampling_ratio=2)
-        box_head = TwoMLPHead(body.out_channels * 7 * 7, 1024)
-        rep = 1024
+    body, strides, roi, box_head, rep = _region_parts(net, head)
     sizes = anchor_sizes_for(strides)
     anchors = AnchorGenerator(sizes=sizes, aspect_ratios=((0.5, 1.0, 2.0),) * len(sizes))
     predictor = FastRCNNPredictor(rep, num_classes + 1) if bbox_reg else ClassOnlyPredictor(rep, num_classes + 1)
     model = GoogLeNetFasterRCNN(
-        body, rpn_anchor_generator=anchors, box_roi_pool=roi, box_head=box_head, box_predictor=predictor,
-        image_mean=mean, image_std=std, rpn_pre_nms_top_n_train=rpn_pre_nms_top_n_train,
-        rpn_post_nms_top_n_train=rpn_post_nms_top_n_train, rpn_pre_nms_top_n_test=rpn_pre_nms_top_n_test,
-        rpn_post_nms_top_n_test=rpn_post_nms_top_n_test, rpn_batch_size_per_image=rpn_batch_size_per_image,
-        box_batch_size_per_image=box_batch_size_per_image,
+        body, head_kind=head, bbox_reg=bbox_reg, image_mean=mean, image_std=std,
+        backbone_layout={"variant": net.variant, "norm": net.norm, "transform_input": net.transform_input,
+                         "mean": mean, "std": std},
+        rpn_anchor_generator=anchors, box_roi_pool=roi, box_head=box_head, box_predictor=predictor,
+        rpn_pre_nms_top_n_train=rpn_pre_nms_top_n_train, rpn_post_nms_top_n_train=rpn_post_nms_top_n_train,
+        rpn_pre_nms_top_n_test=rpn_pre_nms_top_n_test, rpn_post_nms_top_n_test=rpn_post_nms_top_n_test,
+        rpn_batch_size_per_image=rpn_batch_size_per_image, box_batch_size_per_image=box_batch_size_per_image,
         box_score_thresh=box_score_thresh, box_detections_per_img=box_detections_per_img)
-    model.transform = NoResizeTransform(min_size=1, max_size=1 << 30, image_mean=mean, image_std=std)
     # the contract, checked here rather than discovered as a shape error mid-training
     if len(sizes) != len(strides) or model.rpn.head.cls_logits.out_channels != anchors.num_anchors_per_location()[0]:
         raise AssertionError("anchor generator does not match the backbone's feature maps")
-    model.head_kind, model.bbox_reg = head, bbox_reg
-    # what rebuilding it without the pretraining export needs (tools/infer.py, tools/eval_map.py)
-    model.backbone_layout = {"variant": net.variant, "norm": net.norm, "transform_input": net.transform_input,
-                             "mean": mean, "std": std}
     return model

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from backbone.config import ConfigError, load_config
-from backbone.pretrain import PretrainConfig
+from backbone.pretrain.config import PretrainConfig
+from core.config import ConfigError, load_config
 
 
 def write(tmp_path, text: str):

@@ -17,7 +17,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_the_demo_pipeline_end_to_end(tmp_path):
     work, out = tmp_path / "work", tmp_path / "eval"
-    det = (f"data.root={tmp_path / 'toy_ilsvrc'} work_dir={work} model.weights={work / 'googlenet_toy' / 'backbone.pth'} "
+    det = (f"data.root={tmp_path / 'toy_ilsvrc'} work_dir={work} "
+           f"model.weights={work / 'googlenet_toy' / 'backbone.pth'} "
            "epochs=3 optim.milestones=[10] optim.warmup_iters=5 data.scales=[128] data.test_scale=128 progress=false")
     cmd = ["make", "-o", ".venv/.installed", "demo", f"PY={sys.executable}", "MEMBERS=0 1",
            f"PRETRAIN_ARGS=data.root={tmp_path / 'toy_imagenet'} work_dir={work} data.toy_images_per_class=40 epochs=4 "
@@ -34,7 +35,7 @@ def test_the_demo_pipeline_end_to_end(tmp_path):
     members = [res[k]["ilsvrc"]["map"] for k in ("model_0", "model_1")]
     assert min(members) > 0.0 and members[0] != members[1]  # two real, different detectors
     assert res["ensemble2_shared"]["ilsvrc"]["map"] >= sum(members) / 2
-    for k, r in res.items():  # the report is what the tables say, for every protocol
+    for r in res.values():  # the report is what the tables say, for every protocol
         for metric in ("ilsvrc", "voc07", "voc"):
             aps = [a for a in r[metric]["ap"] if a is not None]
             assert r[metric]["map"] == pytest.approx(sum(aps) / len(aps))

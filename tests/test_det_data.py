@@ -13,8 +13,22 @@ import pytest
 from PIL import Image
 
 from detector import box_ops
-from detector.data import (COCODet, DataReport, DetSample, DetTransform, GroupedBatchSampler, ILSVRCDet, ImageRecord,
-                           Skipped, VOCDet, collate, load_sample, parse_xml, records_to_coco, resize_scale)
+from detector.data import (
+    COCODet,
+    DataReport,
+    DetSample,
+    DetTransform,
+    GroupedBatchSampler,
+    ILSVRCDet,
+    ImageRecord,
+    Skipped,
+    VOCDet,
+    collate,
+    load_sample,
+    parse_xml,
+    records_to_coco,
+    resize_scale,
+)
 from detector.data.build import DetDataConfig, build_detection_data
 from detector.data.dataset import DetectionDataset
 from detector.data.toy import make_toy_ilsvrc
@@ -38,7 +52,8 @@ def test_real_vid_sample_parses_to_the_boxes_in_its_xml():
                                    int(re.search(r"<height>(\d+)", text).group(1)))
         # an independent reading: each <bndbox> block's fields by regex, whatever their order
         blocks = re.findall(r"<bndbox>(.*?)</bndbox>", text, re.S)
-        expected = [tuple(float(re.search(fr"<{t}>([\d.]+)</{t}>", b).group(1)) for t in ("xmin", "ymin", "xmax", "ymax"))
+        expected = [tuple(float(re.search(fr"<{t}>([\d.]+)</{t}>", b).group(1))
+                          for t in ("xmin", "ymin", "xmax", "ymax"))
                     for b in blocks]
         assert [o.box for o in objects] == expected
         assert [o.name for o in objects] == re.findall(r"<name>(\w+)</name>", text)
@@ -306,7 +321,8 @@ def test_exif_rotated_jpeg_follows_its_annotation(tmp_path):
     assert as_displayed.shape == (40, 20, 3) and as_displayed[2, 10, 0] > 200  # red now on top
     ds = DetectionDataset([rec(33, 33)], transform=None)
     skipped = ds[0]
-    assert isinstance(skipped, Skipped) and "rot.jpg: image is 40x20, its annotation (test) says 33x33" in skipped.message
+    assert isinstance(skipped, Skipped)
+    assert "rot.jpg: image is 40x20, its annotation (test) says 33x33" in skipped.message
 
 
 def test_voc_difficult_objects_are_ignored_and_boxes_one_based(tmp_path):
@@ -352,7 +368,7 @@ def test_val_split_is_class_balanced_complete_and_deterministic(tmp_path):
     ids = [r.image_id for h in halves for r in h.records]
     assert sorted(ids) == sorted(r.image_id for r in whole.records) and len(set(ids)) == len(ids)
     assert abs(len(halves[0].records) - len(halves[1].records)) <= 12
-    counts = [Counter(int(l) for r in h.records for l in r.labels) for h in halves]
+    counts = [Counter(int(lab) for r in h.records for lab in r.labels) for h in halves]
     for c in set(counts[0]) | set(counts[1]):
         assert abs(counts[0][c] - counts[1][c]) <= 3, (c, counts)
     # the original indices are kept (the blacklist and submissions refer to them)

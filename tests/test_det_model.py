@@ -8,7 +8,7 @@ from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
 from backbone.googlenet import googlenet
-from detector.model import (C4BoxHead, ClassOnlyPredictor, FPNBackbone, anchor_sizes_for, googlenet_faster_rcnn)
+from detector.model import C4BoxHead, ClassOnlyPredictor, FPNBackbone, anchor_sizes_for, googlenet_faster_rcnn
 
 SMALL = dict(rpn_pre_nms_top_n_train=200, rpn_post_nms_top_n_train=50, rpn_pre_nms_top_n_test=100,
              rpn_post_nms_top_n_test=20, box_batch_size_per_image=16)
@@ -77,7 +77,7 @@ def test_the_detector_never_resizes():
 
 
 def test_backbone_weights_and_metadata_from_a_pretraining_export(tmp_path):
-    from backbone.checkpoint import save_atomic
+    from core.atomic import save_atomic
 
     net = googlenet(10, variant="paper", norm="bn")
     with torch.no_grad():

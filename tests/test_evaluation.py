@@ -11,8 +11,16 @@ import numpy as np
 import pytest
 
 from detector.data import COCODet, ImageRecord
-from detector.evaluation import (ImageDetections, ap_11_points, ap_all_points, evaluate_coco, evaluate_ilsvrc,
-                                 evaluate_voc, iou_xyxy, object_thresholds)
+from detector.evaluation import (
+    ImageDetections,
+    ap_11_points,
+    ap_all_points,
+    evaluate_coco,
+    evaluate_ilsvrc,
+    evaluate_voc,
+    iou_xyxy,
+    object_thresholds,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data")
@@ -83,7 +91,8 @@ def test_difficult_objects_neither_count_nor_make_false_positives():
 
 def test_voc07_against_voc10_on_a_hand_worked_curve():
     records = [gt([[0, 0, 10, 10]], [1]) for _ in range(3)]
-    dets = [det([[0, 0, 10, 10]], [0.9], [1]), det([[500, 500, 510, 510]], [0.8], [1]), det([[0, 0, 10, 10]], [0.7], [1])]
+    dets = [det([[0, 0, 10, 10]], [0.9], [1]), det([[500, 500, 510, 510]], [0.8], [1]),
+            det([[0, 0, 10, 10]], [0.7], [1])]
     # TP, FP, TP of 3: recall 1/3, 1/3, 2/3; precision 1, 1/2, 2/3
     assert evaluate_voc(records, dets, 1)["map"] == pytest.approx(1 / 3 + 1 / 3 * 2 / 3)
     assert evaluate_voc(records, dets, 1, use_07_metric=True)["map"] == pytest.approx((4 + 3 * 2 / 3) / 11)
@@ -107,8 +116,8 @@ def devkit_reference(records, dets, num_classes):
             if c in r.ignore_classes:
                 continue
             npos += int((r.labels == c).sum())
-            for b, s, l in zip(d.boxes, d.scores, d.labels):
-                if l == c:
+            for b, s, lab in zip(d.boxes, d.scores, d.labels):
+                if lab == c:
                     items.append((-float(s), i, b))
         items.sort(key=lambda t: t[0])  # stable, like MATLAB's sort
         taken = {i: [False] * len(r.labels) for i, r in enumerate(records)}
@@ -175,9 +184,9 @@ def test_coco_metrics_equal_pycocotools_on_tiny_coco():
         boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 1)
         dets.append(ImageDetections(boxes, rng.random(len(boxes)).astype(np.float32), r.labels[keep]))
     ours = evaluate_coco(ds.records, dets, ds.category_ids, ds.classes, coco_gt=ds.coco)
-    results = [{"image_id": r.image_id, "category_id": ds.category_ids[int(l) - 1],
+    results = [{"image_id": r.image_id, "category_id": ds.category_ids[int(lab) - 1],
                 "bbox": [round(float(v), 3) for v in (b[0], b[1], b[2] - b[0], b[3] - b[1])], "score": float(s)}
-               for r, d in zip(ds.records, dets) for b, s, l in zip(d.boxes, d.scores, d.labels)]
+               for r, d in zip(ds.records, dets) for b, s, lab in zip(d.boxes, d.scores, d.labels)]
     with contextlib.redirect_stdout(io.StringIO()):
         gt_coco = COCO(ann)
         ev = COCOeval(gt_coco, gt_coco.loadRes(json.loads(json.dumps(results))), "bbox")
@@ -262,7 +271,8 @@ def test_bad_ilsvrc_results_lines_are_named(tmp_path, line, match):
     ('[{"image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.5}]', r"entry 0: image_id 1 is not in"),
     ('[{"image_id": 5000, "category_id": 2, "bbox": [0, 0, 5, 5], "score": 0.5}]', r"entry 0: category_id 2 is not"),
     ('[{"image_id": 5000, "category_id": 1, "bbox": [0, 0, 5], "score": 0.5}]', r"entry 0: bbox must be"),
-    ('[{"image_id": 5000, "category_id": 1, "bbox": [0, 0, 5, 5], "score": NaN}]', r"entry 0: score or bbox is not finite"),
+    ('[{"image_id": 5000, "category_id": 1, "bbox": [0, 0, 5, 5], "score": NaN}]',
+     r"entry 0: score or bbox is not finite"),
     ('[{"image_id": 5000, "category_id": 1, "bbox": [0, 0, 5, 5]}]', r"entry 0: needs image_id, category_id, bbox"),
     ('{"image_id": 5000}', r"a COCO results file is a JSON list"),
     ('[{"image_id": 5000,', r"not JSON \(line 1"),

@@ -9,9 +9,11 @@ import torch
 import torchvision
 from torch import nn
 
-from backbone.googlenet import (AUX_LOSS_WEIGHT, GoogLeNet, GoogLeNetWithAux, LocalResponseNorm, WeightsError,
-                                aux_loss, googlenet, load_weights, split_at)
+from backbone.aux import AUX_LOSS_WEIGHT, GoogLeNetWithAux, aux_loss
+from backbone.googlenet import GoogLeNet, googlenet, split_at
+from backbone.layers import LocalResponseNorm
 from backbone.summary import layer_table
+from backbone.weights import WeightsError, load_weights
 
 
 def n_params(m: nn.Module) -> int:

@@ -11,10 +11,20 @@ import pytest
 import torch
 from torch import nn
 
-from backbone.data import (BadImageError, ClassificationDataset, DataError, EpochSampler, class_folder_samples,
-                           collate, crops_144, eval_transform, find_classes, official_val_samples, read_image,
-                           ten_crops)
-from backbone.engine import Schedule, ema_model, evaluate, topk_correct
+from backbone.pretrain.data import (
+    ClassificationDataset,
+    EpochSampler,
+    class_folder_samples,
+    collate,
+    crops_144,
+    eval_transform,
+    find_classes,
+    official_val_samples,
+    ten_crops,
+)
+from backbone.pretrain.engine import Schedule, ema_model, evaluate, topk_correct
+from core.data import read_image
+from core.errors import BadImageError, DataError
 
 
 # -- learning rate ------------------------------------------------------------------------------
@@ -39,7 +49,7 @@ def test_poly_schedule_and_warmup():
 
 
 def test_learning_rate_scales_with_the_global_batch():
-    from backbone.pretrain import OptimConfig, build_optimizer
+    from backbone.pretrain.config import OptimConfig, build_optimizer
 
     model = nn.Linear(3, 2)
     o = OptimConfig(lr=0.01, lr_reference_batch=32)
@@ -128,7 +138,7 @@ def test_multi_crop_evaluation_averages_softmax():
     crops = torch.full((1, 10, 3, 4, 4), -1.0)
     crops[0, :3] = 1.0
 
-    from backbone.data import Batch
+    from backbone.pretrain.data import Batch
 
     class Wrapper(nn.Module):  # evaluate() scores crops with model.backbone
         def __init__(self):
@@ -234,7 +244,8 @@ def test_official_validation_labels(tmp_path):
 
 
 def test_shipped_synset_list_has_the_1000_clsloc_classes():
-    from backbone.data import SYNSETS_FILE, read_synsets
+    from backbone.pretrain.data import SYNSETS_FILE
+    from core.data import read_synsets
 
     synsets = read_synsets(SYNSETS_FILE)
     assert len(synsets) == 1000 and sorted(i for _, i, _ in synsets) == list(range(1, 1001))
@@ -242,7 +253,7 @@ def test_shipped_synset_list_has_the_1000_clsloc_classes():
 
 
 def test_training_augmentation_is_deterministic_per_sample(tmp_path):
-    from backbone.data import train_transform
+    from backbone.pretrain.data import train_transform
 
     make_split(tmp_path / "train", {"n01": 4})
     samples = class_folder_samples(str(tmp_path / "train"), ["n01"])
@@ -258,7 +269,7 @@ def test_dataloader_pinning_reaches_both_batch_types(monkeypatch):
     pinning needs an accelerator, so Tensor.pin_memory is stubbed to mark what it was called on."""
     from torch.utils.data._utils.pin_memory import pin_memory as loader_pin
 
-    from backbone.data import Batch
+    from backbone.pretrain.data import Batch
     from detector.data.dataset import DetBatch
     from detector.data.sample import DataReport
 
@@ -266,5 +277,6 @@ def test_dataloader_pinning_reaches_both_batch_types(monkeypatch):
     monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self, *a, **k: pinned.append(self) or self.clone())
     b = loader_pin(Batch(torch.zeros(2, 3, 4, 4), torch.tensor([1, 2]), 1))
     assert isinstance(b, Batch) and b.skipped == 1 and len(pinned) == 2
-    d = loader_pin(DetBatch([torch.zeros(3, 4, 4), torch.ones(3, 5, 5)], [{"boxes": torch.zeros(0, 4)}] * 2, DataReport()))
+    d = loader_pin(DetBatch([torch.zeros(3, 4, 4), torch.ones(3, 5, 5)], [{"boxes": torch.zeros(0, 4)}] * 2,
+                            DataReport()))
     assert isinstance(d, DetBatch) and len(pinned) == 4 and torch.equal(d.images[1], torch.ones(3, 5, 5))

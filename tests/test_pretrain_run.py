@@ -11,9 +11,10 @@ import time
 import pytest
 import torch
 
-from backbone.data import seed_everything
-from backbone.googlenet import googlenet, load_weights
-from backbone.toy import TOY_WNIDS, make_toy_imagenet
+from backbone.googlenet import googlenet
+from backbone.weights import load_weights
+from core.miniature import TOY_WNIDS, make_toy_imagenet
+from core.seeding import seed_everything
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(ROOT, "tools", "pretrain_backbone.py")

@@ -25,7 +25,8 @@ def toy(tmp_path_factory):
 
 
 def tiny(toy: str, work: str, *extra: str) -> list[str]:
-    return [TOOL, "configs/toy_det.yaml", f"data.root={toy}", "data.toy=false", f"work_dir={work}", "model.weights=null",
+    return [TOOL, "configs/toy_det.yaml", f"data.root={toy}", "data.toy=false", f"work_dir={work}",
+            "model.weights=null",
             "data.workers=0", "data.scales=[96]", "data.test_scale=96", "data.max_size=160", "data.negatives=1.0",
             "batch_size=2", "epochs=1", "progress=false", "model.rpn_post_nms_top_n_train=32",
             "model.box_batch_size_per_image=16", "model.rpn_post_nms_top_n_test=16", *extra]
@@ -230,12 +231,12 @@ def test_one_ddp_step_with_two_processes_equals_one_process(tmp_path):
                           *args, f"work_dir={tmp_path / 'two'}"], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=600)
     assert two.returncode == 0, two.stderr[-2000:]
-    from backbone.config import load_config
-    from backbone.data import seed_everything
-    from detector.train import DetConfig, build_model
+    from core.config import load_config
+    from core.seeding import seed_everything
+    from detector.config import DetConfig, build_model
 
     seed_everything(0)  # the start both runs had (member 0's seed), to see that the step moved it
-    before = build_model(load_config(DetConfig, os.path.join(ROOT, args[0]), args[1:]), 3).state_dict()
+    before = build_model(load_config(DetConfig, os.path.join(ROOT, args[0]), args[1:]).model, 3).state_dict()
     name = "googlenet_coco_det"
     a = torch.load(tmp_path / "one" / name / "model_0" / "model_final.pth", weights_only=True)["model"]
     b = torch.load(tmp_path / "two" / name / "model_0" / "model_final.pth", weights_only=True)["model"]

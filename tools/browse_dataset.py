@@ -11,16 +11,14 @@ import argparse
 import os
 import sys
 
-import cv2
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from backbone.config import ConfigError, load_config  # noqa: E402
-from backbone.data import DataError  # noqa: E402
-from detector.data.build import DetDataConfig, build_detection_data  # noqa: E402
-from detector.data.dataset import Skipped  # noqa: E402
-from detector.visualize import draw_boxes  # noqa: E402
+from core.atomic import write_png_atomic
+from core.cli import run_guarded
+from core.config import load_config
+from detector.data.build import DetDataConfig, build_detection_data
+from detector.data.dataset import Skipped
+from detector.visualize import draw_boxes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,25 +30,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="work_dirs/browse")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_intermixed_args(argv)
-    try:
-        cfg = load_config(DetDataConfig, a.config, a.overrides, section="data")
-        dataset, index = build_detection_data(cfg, train=a.split == "train", seed=a.seed)
-    except (ConfigError, DataError) as e:
-        print(f"browse_dataset: {e}", file=sys.stderr)
-        return 2
+    return run_guarded("browse_dataset", lambda: browse(a.config, a.overrides, a.split, a.n, a.out, a.seed))
+
+
+def browse(config: str, overrides: list[str], split: str, n: int, out: str, seed: int) -> int:
+    cfg = load_config(DetDataConfig, config, overrides, section="data")
+    dataset, index = build_detection_data(cfg, train=split == "train", seed=seed)
     if index.report:
         print(index.report.summary("reading the annotations"), file=sys.stderr)
-    os.makedirs(a.out, exist_ok=True)
     written = 0
-    for i in np.random.default_rng(a.seed).permutation(len(dataset))[: a.n].tolist():
+    for i in np.random.default_rng(seed).permutation(len(dataset))[:n].tolist():
         s = dataset[i]
         if isinstance(s, Skipped):
             print(f"browse_dataset: skipped: {s.message}", file=sys.stderr)
             continue
-        path = os.path.join(a.out, f"{a.split}_{i:06d}.png")
-        cv2.imwrite(path, draw_boxes(s.image, s.boxes, s.labels, index.class_names, ignore=s.ignore))
+        write_png_atomic(os.path.join(out, f"{split}_{i:06d}.png"),
+                         draw_boxes(s.image, s.boxes, s.labels, index.class_names, ignore=s.ignore))
         written += 1
-    print(f"browse_dataset: {written} image(s) with boxes in {a.out}/")
+    print(f"browse_dataset: {written} image(s) with boxes in {out}/")
     return 0
 
 

@@ -14,16 +14,14 @@ cached per model: scoring again is instant.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from core.cli import config_and_overrides, run_guarded
+from core.config import load_config
+from detector.config import DetConfig
+from detector.ensemble import METHODS
+from detector.eval_map import METRICS, EvalRequest, run
 
-from backbone.cli import run_guarded  # noqa: E402
-from backbone.config import load_config  # noqa: E402
-from detector.ensemble import METHODS  # noqa: E402
-from detector.eval_map import METRICS, EvalRequest, run  # noqa: E402
-from detector.train import DetConfig  # noqa: E402
+DEFAULT_CONFIG = "configs/ilsvrc_det.yaml"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
                         "combine the members' detections")
     p.add_argument("--metric", choices=(*METRICS, "all"), default="ilsvrc")
     p.add_argument("--detections", help="score this results file instead of running models")
-    p.add_argument("--out", help="folder for the report, results files and plots (default: work_dirs/<name>/eval_<split>)")
+    p.add_argument("--out",
+                   help="folder for the report, results files and plots (default: work_dirs/<name>/eval_<split>)")
     p.add_argument("--batch-size", type=int, default=1,
                    help="images a batch; more is faster on a GPU, but a batch pads its images to the largest, "
                         "which moves the scores a little (1: the same numbers as training's evaluation)")
@@ -45,10 +44,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="draw the ensemble's (else the last model's) detections on the first N images")
     p.add_argument("--no-cache", action="store_true", help="run the models even where cached detections are valid")
     a = p.parse_intermixed_args(argv)  # options and key=value overrides in any order
-    config = a.args[0] if a.args and "=" not in a.args[0] else "configs/ilsvrc_det.yaml"
-    overrides = [x for x in a.args if "=" in x]
-    if len(overrides) + (config in a.args) != len(a.args):
-        p.error(f"expected one CONFIG then key=value overrides, got {a.args}")
+    try:
+        config, overrides = config_and_overrides(a.args, DEFAULT_CONFIG)
+    except ValueError as e:
+        p.error(str(e))
     if a.ensemble < 0 or a.ensemble == 1:
         p.error("--ensemble N needs N >= 2 members")
     metrics = METRICS if a.metric == "all" else (a.metric,)

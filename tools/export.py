@@ -14,43 +14,31 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from backbone.cli import run_guarded  # noqa: E402
-from backbone.data import DataError, read_image  # noqa: E402
-from detector.data.sample import DetSample  # noqa: E402
-from detector.data.transforms import DetTransform  # noqa: E402
-from detector.export import FORMATS, export, load_runner, parity  # noqa: E402
-from detector.train import load_final  # noqa: E402
+from core.cli import EXIT_FAILED, run_guarded
+from core.data import image_paths, read_image
+from core.errors import DataError
+from detector.data.build import build_detection_data
+from detector.data.dataset import to_tensor
+from detector.data.transforms import resize_image
+from detector.export import FORMATS, export, load_runner, parity
+from detector.final import load_final
 
 
 def check_images(paths: list[str] | None, cfg, n: int) -> list[torch.Tensor]:
     """The check's images, read and resized as evaluation does, as float [3, H, W] in 0..1."""
     if not paths:
-        from detector.data.build import build_detection_data
-
         try:
             _, index = build_detection_data(cfg.data, train=False)
             paths = [r.path for r in index.records[:n]]
         except DataError as e:
             raise DataError(f"{e}; or give check images with --images") from None
     else:
-        from tools.infer import image_paths
-
         paths = image_paths(paths)[:n]
     if not paths:
         raise DataError("no images to check the export on: give some with --images")
-    resize = DetTransform((cfg.data.test_scale,), cfg.data.max_size, train=False)
-    out = []
-    for p in paths:
-        img = read_image(p)
-        s = resize(DetSample(img, np.zeros((0, 4), np.float32), np.zeros(0, np.int64), np.zeros(0, bool), p,
-                             img.shape[:2]))
-        out.append(torch.from_numpy(np.ascontiguousarray(s.image)).permute(2, 0, 1).float().div_(255))
-    return out
+    return [to_tensor(resize_image(read_image(p), cfg.data.test_scale, cfg.data.max_size)) for p in paths]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{check['max_score_diff']:.2g} of the eager model")
         if not check["ok"]:
             print(f"export: the exported model disagrees with the eager model: {check['problem']}", file=sys.stderr)
-            return 1
+            return EXIT_FAILED
         return 0
 
     return run_guarded("export", body)

@@ -6,13 +6,10 @@
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from detector.data.toy import make_toy_ilsvrc  # noqa: E402
+from core.cli import run_guarded
+from detector.data.toy import make_toy_ilsvrc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,15 +24,15 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if not 1 <= a.classes <= 10 or min(a.train, a.val, a.negatives, a.cls_per_class) < 0:
         p.error("--classes must be 1..10 and counts >= 0")
-    tic = time.perf_counter()
-    try:
+
+    def body() -> int:
+        tic = time.perf_counter()
         make_toy_ilsvrc(a.root, a.train, a.val, a.negatives, a.classes, a.cls_per_class, a.seed)
-    except FileExistsError as e:
-        print(f"make_toy_data: {e}", file=sys.stderr)
-        return 2
-    print(f"make_toy_data: miniature ILSVRC at {a.root} ({time.perf_counter() - tic:.1f} s): DET in "
-          f"{a.root}/Data/DET, CLS-LOC class folders in {a.root}/Data/CLS-LOC")
-    return 0
+        print(f"make_toy_data: miniature ILSVRC at {a.root} ({time.perf_counter() - tic:.1f} s): DET in "
+              f"{a.root}/Data/DET, CLS-LOC class folders in {a.root}/Data/CLS-LOC")
+        return 0
+
+    return run_guarded("make_toy_data", body)
 
 
 if __name__ == "__main__":

@@ -10,30 +10,28 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from backbone.data import DataError  # noqa: E402
-from detector.data.ilsvrc import MAP_DET, ILSVRCDet  # noqa: E402
-from detector.data.split import balanced_halves, write_split  # noqa: E402
+from core.cli import run_guarded
+from detector.data.ilsvrc import MAP_DET, ILSVRCDet
+from detector.data.split import balanced_halves, write_split
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("root", help="the folder holding Data/, Annotations/ and ImageSets/")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--synsets", default=None, help="wnid list (default: ROOT/map_det.txt if present, else the 200 DET synsets)")
+    p.add_argument("--synsets", default=None,
+                   help="wnid list (default: ROOT/map_det.txt if present, else the 200 DET synsets)")
     a = p.parse_args(argv)
-    synsets = a.synsets or (os.path.join(a.root, "map_det.txt") if os.path.isfile(os.path.join(a.root, "map_det.txt"))
-                            else MAP_DET)
-    try:
-        val = ILSVRCDet(a.root, "val", synsets=synsets)
-    except DataError as e:
-        print(f"make_val_split: {e}", file=sys.stderr)
-        return 2
+    return run_guarded("make_val_split", lambda: split(a.root, a.seed, a.synsets))
+
+
+def split(root: str, seed: int, synsets: str | None) -> int:
+    own = os.path.join(root, "map_det.txt")
+    val = ILSVRCDet(root, "val", synsets=synsets or (own if os.path.isfile(own) else MAP_DET))
     if val.report:
         print(val.report.summary("reading val"), file=sys.stderr)
-    one, two = balanced_halves(val.records, a.seed)
-    sets = os.path.join(a.root, "ImageSets", "DET")
+    one, two = balanced_halves(val.records, seed)
+    sets = os.path.join(root, "ImageSets", "DET")
     write_split(os.path.join(sets, "val1.txt"), one)
     write_split(os.path.join(sets, "val2.txt"), two)
     print(f"make_val_split: {len(one)} images in {sets}/val1.txt, {len(two)} in {sets}/val2.txt "

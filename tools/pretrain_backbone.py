@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from backbone.cli import run_guarded  # noqa: E402
-from backbone.config import load_config  # noqa: E402
-from backbone.pretrain import PretrainConfig, eval_only, run  # noqa: E402
+from backbone.pretrain.config import PretrainConfig
+from backbone.pretrain.run import eval_only, run
+from core.cli import config_and_overrides, run_guarded
+from core.config import load_config
+from core.runtime import is_main_process
 
 DEFAULT_CONFIG = "configs/pretrain_imagenet.yaml"
 
@@ -29,23 +28,23 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"a YAML config (default {DEFAULT_CONFIG}), then dotted overrides, e.g. optim.lr=0.02")
     parser.add_argument("--eval-only", metavar="CKPT", help="score a checkpoint or backbone.pth; no training")
     parser.add_argument("--crops", type=int, choices=(1, 10, 144), help="test-time crops (default: eval_crops)")
-    ns = parser.parse_args(argv)
-    config = DEFAULT_CONFIG
-    overrides = list(ns.args)
-    if overrides and "=" not in overrides[0]:
-        config = overrides.pop(0)
+    ns = parser.parse_intermixed_args(argv)
+    try:
+        config, overrides = config_and_overrides(ns.args, DEFAULT_CONFIG)
+    except ValueError as e:
+        parser.error(str(e))
 
     def body() -> int:
         cfg = load_config(PretrainConfig, config, overrides)
         if ns.eval_only:
             metrics = eval_only(cfg, ns.eval_only, ns.crops or cfg.eval_crops)
-            if int(os.environ.get("RANK", "0")) == 0:
+            if is_main_process():
                 print(" ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
             return 0
         if ns.crops:
             cfg.eval_crops = ns.crops
         metrics = run(cfg)
-        if int(os.environ.get("RANK", "0")) == 0:
+        if is_main_process():
             print(f"pretrain_backbone: done; {os.path.join(cfg.out_dir, 'backbone.pth')} exported; "
                   + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if k.endswith(("top1", "top5"))))
         return 0

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from backbone.cli import run_guarded  # noqa: E402
-from backbone.config import load_config  # noqa: E402
-from detector.train import DetConfig, run  # noqa: E402
+from core.cli import run_guarded
+from core.config import load_config
+from core.runtime import is_main_process
+from detector.config import DetConfig
+from detector.train import run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         cfg = load_config(DetConfig, a.config, a.overrides)
         metrics = run(cfg)
-        if int(os.environ.get("RANK", "0")) == 0:
+        if is_main_process():
             print(f"train_det: done; {os.path.join(cfg.out_dir, 'model_final.pth')}; {cfg.eval_metric} mAP "
                   f"{100 * metrics['map']:.2f}")
         return 0

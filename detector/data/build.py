@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-from backbone.data import DataError
+from core.errors import DataError
 
 from .coco import COCODet
 from .dataset import DetectionDataset

@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from backbone.data import DataError
+from core.errors import DataError
 
 from ..box_ops import clip_xyxy, xywh_to_xyxy, xyxy_to_xywh
 from .sample import DataReport, ImageRecord, empty_boxes

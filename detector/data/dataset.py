@@ -9,7 +9,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from backbone.data import BadImageError, read_image
+from core.data import read_image
+from core.errors import BadImageError
+from core.seeding import epoch_seed, sample_seed
 
 from .sample import DataReport, DetSample, ImageRecord
 from .transforms import DetTransform
@@ -52,7 +54,7 @@ class DetectionDataset(Dataset):
         except BadImageError as e:
             return Skipped("unreadable or mismatched images (skipped)", str(e))
         if self.transform is not None:
-            self.transform.set_seed(hash((self.seed, self.epoch, index)) & 0x7FFFFFFF)
+            self.transform.set_seed(sample_seed(self.seed, self.epoch, index))
             sample = self.transform(sample)
         sample.position = index
         return sample
@@ -73,6 +75,11 @@ class DetBatch:
         return DetBatch([im.pin_memory() for im in self.images], self.targets, self.report)
 
 
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """RGB uint8 ``[H, W, 3]`` -> float ``[3, H, W]`` in 0..1, what the detector takes."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+
+
 def to_target(s: DetSample) -> dict:
     return {"boxes": torch.from_numpy(np.ascontiguousarray(s.boxes, np.float32)).reshape(-1, 4),
             "labels": torch.from_numpy(np.ascontiguousarray(s.labels, np.int64)),
@@ -87,7 +94,7 @@ def collate(items: list[DetSample | Skipped]) -> DetBatch:
         if isinstance(it, Skipped):
             report.add(it.kind, it.message)
             continue
-        images.append(torch.from_numpy(np.ascontiguousarray(it.image)).permute(2, 0, 1).float().div_(255.0))
+        images.append(to_tensor(it.image))
         targets.append(to_target(it))
     return DetBatch(images, targets, report)
 
@@ -108,7 +115,7 @@ class GroupedBatchSampler(torch.utils.data.Sampler[list[int]]):
     def _indices(self, rank: int) -> list[int]:
         n = len(self.groups)
         if self.shuffle:
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)).tolist()
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))).tolist()
         else:
             order = list(range(n))
         usable = n - n % self.world if self.world > 1 else n  # every process the same count

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backbone.data import DataError, read_synsets
+from core.data import read_synsets
+from core.errors import DataError
 
 from ..box_ops import clip_xyxy, inclusive_to_xyxy
 from .sample import DataReport, ImageRecord, empty_boxes

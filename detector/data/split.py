@@ -6,7 +6,7 @@ from collections import Counter
 
 import numpy as np
 
-from backbone.checkpoint import write_text_atomic
+from core.atomic import write_text_atomic
 
 from .sample import ImageRecord
 

@@ -1,6 +1,6 @@
 """A miniature ILSVRC in the real 2015 layout (spec §4): DET with several drawn objects per image
 (some under 25x25 px), negatives without XML, its own ``map_det.txt`` and a blacklist; CLS-LOC as
-class folders. The classes are those of the miniature ImageNet (``backbone.toy``), so a backbone
+class folders. The classes are those of the miniature ImageNet (``core.miniature``), so a backbone
 pretrained on one transfers to the other. Deterministic from the seed; written to a temporary
 folder and renamed into place."""
 
@@ -14,7 +14,7 @@ import shutil
 import cv2
 import numpy as np
 
-from backbone.toy import SHAPES, TOY_WNIDS, background, class_color, draw_shape, make_toy_imagenet
+from core.miniature import SHAPES, TOY_WNIDS, background, class_color, draw_shape, make_toy_imagenet
 
 
 def _overlaps(a, b, margin: int = 0) -> bool:
@@ -57,6 +57,34 @@ def _xml(folder: str, name: str, w: int, h: int, objects, wnids) -> str:
             f"\t</size>\n{objs}</annotation>\n")
 
 
+def _write_split(tmp: str, split: str, n: int, negatives: int, rng: np.random.Generator,
+                 wnids: tuple[str, ...]) -> tuple[list[list[str]], list[str]]:
+    """Images and XML of one DET split; returns each class's ``train_k.txt`` rows (``<id> 1|-1``)
+    and the ``val.txt``-style rows (``<id> <index>``)."""
+    data_dir = os.path.join(tmp, "Data", "DET", split)
+    ann_dir = os.path.join(tmp, "Annotations", "DET", split)
+    os.makedirs(data_dir)
+    os.makedirs(ann_dir)
+    membership: list[list[str]] = [[] for _ in wnids]
+    listing = []
+    for i in range(n + negatives):
+        name = f"toy_{split}_{i:06d}"
+        if i < n:
+            img, objects = det_image(rng, len(wnids))
+        else:  # a negative: background only, and, as in the real data, no XML
+            w, h = int(rng.integers(112, 176)), int(rng.integers(88, 128))
+            img, objects = background(rng, h, w), []
+        cv2.imwrite(os.path.join(data_dir, name + ".JPEG"), img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
+        if objects:
+            with open(os.path.join(ann_dir, name + ".xml"), "w") as f:
+                f.write(_xml(split, name, img.shape[1], img.shape[0], objects, wnids))
+        present = {c for c, _ in objects}
+        for k in range(len(wnids)):
+            membership[k].append(f"{name} {1 if k in present else -1}")
+        listing.append(f"{name} {i + 1}")
+    return membership, listing
+
+
 def make_toy_ilsvrc(root: str, n_train: int = 120, n_val: int = 60, n_negative: int = 20, num_classes: int = 10,
                     cls_per_class: int = 80, seed: int = 0) -> str:
     """Write the miniature at ``root`` (the folder holding Data/, Annotations/, ImageSets/) unless an
@@ -77,36 +105,14 @@ def make_toy_ilsvrc(root: str, n_train: int = 120, n_val: int = 60, n_negative: 
     wnids = TOY_WNIDS[:num_classes]
     sets = os.path.join(tmp, "ImageSets", "DET")
     os.makedirs(sets)
-    membership = {k: [] for k in range(num_classes)}  # train_k.txt rows
-    for split, n, negatives in (("train", n_train, n_negative), ("val", n_val, 0)):
-        data_dir = os.path.join(tmp, "Data", "DET", split)
-        ann_dir = os.path.join(tmp, "Annotations", "DET", split)
-        os.makedirs(data_dir)
-        os.makedirs(ann_dir)
-        listing = []
-        for i in range(n + negatives):
-            name = f"toy_{split}_{i:06d}"
-            if i < n:
-                img, objects = det_image(rng, num_classes)
-            else:  # a negative: background only, and, as in the real data, no XML
-                w, h = int(rng.integers(112, 176)), int(rng.integers(88, 128))
-                img, objects = background(rng, h, w), []
-            cv2.imwrite(os.path.join(data_dir, name + ".JPEG"), img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
-            if objects:
-                with open(os.path.join(ann_dir, name + ".xml"), "w") as f:
-                    f.write(_xml(split, name, img.shape[1], img.shape[0], objects, wnids))
-            if split == "train":
-                present = {c for c, _ in objects}
-                for k in range(num_classes):
-                    membership[k].append(f"{name} {1 if k in present else -1}")
-            listing.append(f"{name} {i + 1}")
-        if split == "val":
-            with open(os.path.join(sets, "val.txt"), "w") as f:
-                f.write("\n".join(listing) + "\n")
-            # a blacklist in the devkit's format: (image index, wnid) pairs left out of scoring
-            with open(os.path.join(tmp, "det_validation_blacklist.txt"), "w") as f:
-                for i in range(0, n, 17):
-                    f.write(f"{i + 1} {wnids[i % num_classes]}\n")
+    membership, _ = _write_split(tmp, "train", n_train, n_negative, rng, wnids)
+    _, listing = _write_split(tmp, "val", n_val, 0, rng, wnids)
+    with open(os.path.join(sets, "val.txt"), "w") as f:
+        f.write("\n".join(listing) + "\n")
+    # a blacklist in the devkit's format: (image index, wnid) pairs left out of scoring
+    with open(os.path.join(tmp, "det_validation_blacklist.txt"), "w") as f:
+        for i in range(0, n_val, 17):
+            f.write(f"{i + 1} {wnids[i % num_classes]}\n")
     for k in range(num_classes):
         with open(os.path.join(sets, f"train_{k + 1}.txt"), "w") as f:
             f.write("\n".join(membership[k]) + "\n")

@@ -18,11 +18,18 @@ def resize_scale(height: int, width: int, short: int, max_size: int) -> float:
     return min(short / min(height, width), max_size / max(height, width))
 
 
-def resize_sample(s: DetSample, short: int, max_size: int) -> DetSample:
-    h, w = s.image.shape[:2]
+def resize_image(image: np.ndarray, short: int, max_size: int) -> np.ndarray:
+    """``[H, W, 3]`` -> the image with its shorter side ``short``, its longer at most ``max_size``."""
+    h, w = image.shape[:2]
     f = resize_scale(h, w, short, max_size)
     nh, nw = max(1, round(h * f)), max(1, round(w * f))
-    image = cv2.resize(s.image, (nw, nh), interpolation=cv2.INTER_LINEAR if f > 1 else cv2.INTER_AREA)
+    return cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR if f > 1 else cv2.INTER_AREA)
+
+
+def resize_sample(s: DetSample, short: int, max_size: int) -> DetSample:
+    """The sample resized (:func:`resize_image`), its boxes with it."""
+    (h, w), image = s.image.shape[:2], resize_image(s.image, short, max_size)
+    nh, nw = image.shape[:2]
     scale = np.array([nw / w, nh / h, nw / w, nh / h], np.float32)
     return DetSample(image, s.boxes * scale, s.labels, s.ignore, s.image_id, s.orig_size)
 

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from backbone.data import DataError
+from core.errors import DataError
 
 from .ilsvrc import boxes_from_objects, read_annotation
 from .sample import DataReport, ImageRecord

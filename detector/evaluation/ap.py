@@ -16,7 +16,7 @@ class ImageDetections:
     labels: np.ndarray  # [K] int, 1..C
 
     @staticmethod
-    def empty() -> "ImageDetections":
+    def empty() -> ImageDetections:
         return ImageDetections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
 
 
@@ -70,7 +70,7 @@ class FlatDetections:
     box: np.ndarray  # [K, 4]
 
     @staticmethod
-    def of(dets: list[ImageDetections]) -> "FlatDetections":
+    def of(dets: list[ImageDetections]) -> FlatDetections:
         sizes = [len(d.scores) for d in dets]
         if not sum(sizes):
             return FlatDetections(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 4)))
@@ -87,7 +87,7 @@ class FlatDetections:
         return self.image[idx], self.score[idx], self.box[idx]
 
 
-def objects_by_image(records: list, keep=None) -> "dict[int, dict[int, tuple[np.ndarray, np.ndarray]]]":
+def objects_by_image(records: list, keep=None) -> dict[int, dict[int, tuple[np.ndarray, np.ndarray]]]:
     """{label: {image position: (boxes [m, 4], ignore [m])}} in one pass over the records;
     ``keep(i, labels) -> [m] bool`` drops objects (the ILSVRC blacklist)."""
     out: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]] = {}

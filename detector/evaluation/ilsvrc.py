@@ -13,8 +13,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ap import (FlatDetections, ImageDetections, ap_all_points, check_aligned, iou_xyxy, objects_by_image,
-                 per_image_groups, precision_recall)
+from .ap import (
+    FlatDetections,
+    ImageDetections,
+    ap_all_points,
+    check_aligned,
+    iou_xyxy,
+    objects_by_image,
+    per_image_groups,
+    precision_recall,
+)
 
 
 def object_thresholds(boxes: np.ndarray) -> np.ndarray:

@@ -14,8 +14,8 @@ import os
 
 import numpy as np
 
-from backbone.checkpoint import write_text_atomic
-from backbone.data import DataError
+from core.atomic import write_text_atomic
+from core.errors import DataError
 
 from ..box_ops import inclusive_to_xyxy, xywh_to_xyxy, xyxy_to_inclusive, xyxy_to_xywh
 from .ap import ImageDetections

@@ -7,8 +7,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ap import (FlatDetections, ImageDetections, ap_11_points, ap_all_points, check_aligned, iou_xyxy,
-                 objects_by_image, per_image_groups, precision_recall)
+from .ap import (
+    FlatDetections,
+    ImageDetections,
+    ap_11_points,
+    ap_all_points,
+    check_aligned,
+    iou_xyxy,
+    objects_by_image,
+    per_image_groups,
+    precision_recall,
+)
 
 
 def evaluate_voc(records: list, dets: list[ImageDetections], num_classes: int, use_07_metric: bool = False,

@@ -1,9 +1,11 @@
-"""A miniature ImageNet, generated: classes of drawn objects (a shape and a hue per class) on
-varied, muted backgrounds.
+"""The built-in miniature data: classes of drawn objects (a shape and a hue per class) on varied,
+muted backgrounds. The drawing is shared by the miniature ImageNet made here (pretraining) and the
+miniature ILSVRC DET (``detector.data.toy``), so a backbone pretrained on one transfers to the other.
 
-Real class-folder layout (``train/<wnid>/<wnid>_<i>.JPEG``, ``val/<wnid>/...``), a synset list in
-``map_clsloc.txt`` format (``wnid id name``), deterministic from a seed, made in a temporary folder
-and renamed into place, so an interrupted generation never leaves a half data set behind.
+The miniature ImageNet has the real class-folder layout (``train/<wnid>/<wnid>_<i>.JPEG``,
+``val/<wnid>/...``) and a synset list in ``map_clsloc.txt`` format (``wnid id name``); it is
+deterministic from a seed, made in a temporary folder and renamed into place, so an interrupted
+generation never leaves a half data set behind.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 import torch
 import torch.distributed as dist
@@ -15,7 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .googlenet import aux_loss
+from core.errors import NonFiniteLoss
+from core.seeding import step_seed
+from core.trainer import mean_over_processes, optimizer_step, set_lr
+
+from ..aux import aux_loss
 
 
 @dataclass
@@ -45,16 +49,6 @@ class Schedule:
         return lr
 
 
-class NonFiniteLoss(RuntimeError):
-    pass
-
-
-def step_seed(seed: int, global_step: int, rank: int) -> int:
-    """The torch RNG (dropout) is re-seeded from (seed, step, rank) every step, so a resumed run
-    draws exactly what the uninterrupted one drew, with no RNG state to carry across processes."""
-    return (seed * 1_000_003 + global_step * 7919 + rank) % (2**63 - 1)
-
-
 def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> list[int]:
     """Number of samples whose label is within the top-k scores, for each k."""
     kmax = min(max(ks), logits.shape[1])
@@ -66,7 +60,8 @@ def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...]
 def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer, schedule: Schedule, *,
                     epoch: int, start_step: int, device: torch.device, seed: int, rank: int = 0,
                     ema: torch.optim.swa_utils.AveragedModel | None = None,
-                    scaler: torch.amp.GradScaler | None = None, autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+                    scaler: torch.amp.GradScaler | None = None,
+                    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
                     channels_last: bool = False, on_step: Callable[[int, dict], None] | None = None,
                     progress: bool = True, max_steps: int | None = None) -> dict:
     """One pass over ``loader`` (which starts at ``start_step`` of the epoch). ``model`` returns
@@ -88,8 +83,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
         if batch.labels.numel() == 0:
             continue
         lr = schedule.lr_at(global_step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        set_lr(optimizer, lr)
         torch.manual_seed(step_seed(seed, global_step, rank))
         images = batch.images.to(device, non_blocking=True)
         if channels_last:
@@ -99,22 +93,11 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
             logits, aux1, aux2 = model(images)
             loss = aux_loss(F.cross_entropy(logits.float(), labels), F.cross_entropy(aux1.float(), labels),
                             F.cross_entropy(aux2.float(), labels))
-        # Every rank sees the same (mean) loss, so a NaN on one rank stops all of them together.
-        reported = loss.detach().clone()
-        if world > 1:
-            dist.all_reduce(reported)
-            reported /= world
+        reported = mean_over_processes(loss.detach().clone())
         if not torch.isfinite(reported):
             raise NonFiniteLoss(f"loss is {reported.item()} at epoch {epoch + 1}, step {step + 1} (global step "
                                 f"{global_step + 1})")
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        optimizer_step(loss, optimizer, scaler)
         if ema is not None:
             ema.update_parameters(model.module if hasattr(model, "module") else model)
         step += 1

@@ -13,14 +13,17 @@ import dataclasses
 import os
 import types
 import typing
-from typing import Any, Literal, Sequence, TypeVar, Union, get_args, get_origin
+from collections.abc import Sequence
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
+
+from .errors import UserError
 
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config that cannot be used; the message names the file and the key."""
 
 
@@ -40,18 +43,18 @@ def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
         args = get_args(tp)
         if value is None and type(None) in args:
             return None
-        errors = []
-        for arg in args:
+        for arg in args:  # the first member of the union that takes the value
             if arg is type(None):
                 continue
             try:
                 return _convert(value, arg, key, where)
-            except ConfigError as e:
-                errors.append(str(e))
+            except ConfigError:
+                continue
         raise ConfigError(f"{where}: {key} must be {' or '.join(_type_name(a) for a in args)}, got {value!r}")
     if origin is Literal:
         if value not in get_args(tp):
-            raise ConfigError(f"{where}: {key} must be one of {', '.join(repr(a) for a in get_args(tp))}, got {value!r}")
+            choices = ", ".join(repr(a) for a in get_args(tp))
+            raise ConfigError(f"{where}: {key} must be one of {choices}, got {value!r}")
         return value
     if origin in (list, tuple, Sequence):
         if not isinstance(value, (list, tuple)):
@@ -90,7 +93,8 @@ def _build(cls: type[T], data: dict, where: str, prefix: str = "") -> T:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = [k for k in data if k not in fields]
     if unknown:
-        raise ConfigError(f"{where}: unknown key {prefix}{unknown[0]} (known keys of {prefix.rstrip('.') or 'the config'}: "
+        section = prefix.rstrip('.') or 'the config'
+        raise ConfigError(f"{where}: unknown key {prefix}{unknown[0]} (known keys of {section}: "
                           f"{', '.join(fields)})")
     kwargs = {k: _convert(v, hints[k], f"{prefix}{k}", where) for k, v in data.items()}
     return cls(**kwargs)

@@ -1,55 +1,23 @@
-"""Checkpoints (and every other output) written atomically (temporary file, fsync, rename), and
-checkpoints found again for resuming."""
+"""Training checkpoints: written atomically, found again for resuming (the newest one that loads),
+and pruned to the newest few."""
 
 from __future__ import annotations
 
 import glob
-import json
 import os
 import re
 import sys
-import tempfile
-from typing import Any
 
 import torch
+
+from .atomic import save_atomic
+from .errors import UserError
 
 _NAME = re.compile(r"checkpoint_(\d{8})\.pth$")
 
 
-class CheckpointError(RuntimeError):
-    pass
-
-
-def save_atomic(obj: Any, path: str) -> None:
-    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``: a crash
-    leaves either the old file or the new one, never a torn one."""
-    write_atomic(path, "wb", lambda f: torch.save(obj, f))
-
-
-def write_text_atomic(path: str, text: str) -> None:
-    """``text`` to ``path`` the same way (JSON reports, results files, split lists)."""
-    write_atomic(path, "w", lambda f: f.write(text))
-
-
-def write_json_atomic(path: str, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=1))
-
-
-def write_atomic(path: str, mode: str, write) -> None:
-    """``write(file)`` into a temporary file beside ``path``, fsync, rename over ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+class CheckpointError(UserError, RuntimeError):
+    """A checkpoint that cannot be read or is not what the tool expects; the message names it."""
 
 
 def checkpoint_path(work_dir: str, global_step: int) -> str:

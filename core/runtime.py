@@ -1,30 +1,42 @@
-"""Where the toolkit meets the machine: the device is chosen here, and only here.
+"""Where the toolkit meets the machine: the device, the processes, mixed precision and the CPU
+allocator are chosen here, and only here.
 
-The CUDA-specific switches (cudnn.benchmark) stay in this file so that everything else is plain,
-device-agnostic PyTorch that the CPU test suite exercises.
+The CUDA-specific switches (cudnn.benchmark, NCCL, autocast dtypes) stay in this file so that
+everything else is plain, device-agnostic PyTorch that the CPU test suite exercises.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
+import functools
+import os
 import sys
 from typing import Literal
 
 import torch
+import torch.distributed as dist
+
+from .config import ConfigError
+from .errors import UserError
 
 DeviceChoice = Literal["auto", "cpu", "cuda"]
+
+
+class DeviceError(UserError, RuntimeError):
+    """A device that is not there or not a device name."""
 
 
 def select_device(choice: str = "auto") -> torch.device:
     """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a clear error."""
     if choice not in ("auto", "cpu", "cuda") and not choice.startswith("cuda:"):
-        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {choice!r}")
+        raise DeviceError(f"device must be auto, cpu, cuda or cuda:N, got {choice!r}")
     if choice == "auto":
         choice = "cuda" if torch.cuda.is_available() else "cpu"
     if choice.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise RuntimeError(f"device={choice} asked for, but PyTorch sees no CUDA GPU: use device=cpu or auto")
+            raise DeviceError(f"device={choice} asked for, but PyTorch sees no CUDA GPU: use device=cpu or auto")
         torch.backends.cudnn.benchmark = True  # fixed input sizes per batch: let cuDNN pick kernels
     return torch.device(choice)
 
@@ -43,9 +55,9 @@ def tune_cpu_allocator(threshold_bytes: int = 1 << 30) -> bool:
     """Keep large freed buffers in glibc's heap instead of returning them to the OS.
 
     glibc serves every allocation above 32 MiB with a fresh ``mmap``, so a CNN at batch 32
-    page-faults its activations in again on every forward pass; on this project's 2-core machines
-    that cost torchvision's GoogLeNet a quarter of its throughput (README, "Benchmarks"). PyTorch's
-    CPU tuning guide suggests swapping in jemalloc or tcmalloc for the same reason; raising glibc's
+    page-faults its activations in again on every forward pass; on 2-core machines that costs
+    torchvision's GoogLeNet a quarter of its throughput (README, "Benchmarks"). PyTorch's CPU
+    tuning guide suggests swapping in jemalloc or tcmalloc for the same reason; raising glibc's
     thresholds does it without a preload. Returns False where glibc is not the allocator.
     """
     if not sys.platform.startswith("linux"):
@@ -61,10 +73,6 @@ def tune_cpu_allocator(threshold_bytes: int = 1 << 30) -> bool:
 def init_distributed(device_choice: str = "auto") -> tuple[torch.device, int, int]:
     """Start torch.distributed when launched by torchrun (RANK/WORLD_SIZE in the environment):
     NCCL on CUDA, gloo on the CPU. Returns ``(device, rank, world_size)``; one process otherwise."""
-    import os
-
-    import torch.distributed as dist
-
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if world == 1:
@@ -79,9 +87,21 @@ def init_distributed(device_choice: str = "auto") -> tuple[torch.device, int, in
     return device, rank, world
 
 
-def shutdown_distributed() -> None:
-    import torch.distributed as dist
+def start(device_choice: str = "auto") -> tuple[torch.device, int, int]:
+    """What a training or scoring process does first: :func:`init_distributed`, and on the CPU
+    :func:`tune_cpu_allocator`. Returns ``(device, rank, world_size)``."""
+    device, rank, world = init_distributed(device_choice)
+    if device.type == "cpu":
+        tune_cpu_allocator()
+    return device, rank, world
 
+
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun launch, or the only process (before or without ``init_distributed``)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def shutdown_distributed() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
 
@@ -89,11 +109,15 @@ def shutdown_distributed() -> None:
 def amp_for(device: torch.device, enabled: bool):
     """``(autocast_factory, grad_scaler_or_None)``: bf16 autocast where the GPU supports it, else
     fp16 with a gradient scaler; on the CPU, or when disabled, plain fp32 and no scaler."""
-    import contextlib
-    import functools
-
     if not enabled or device.type != "cuda":
         return contextlib.nullcontext, None
     if torch.cuda.is_bf16_supported():
         return functools.partial(torch.autocast, device_type="cuda", dtype=torch.bfloat16), None
     return functools.partial(torch.autocast, device_type="cuda", dtype=torch.float16), torch.amp.GradScaler("cuda")
+
+
+def split_batch(batch_size: int, world: int) -> int:
+    """The per-process share of a global batch; it must divide evenly."""
+    if batch_size % world:
+        raise ConfigError(f"batch_size={batch_size} must divide among {world} processes")
+    return batch_size // world

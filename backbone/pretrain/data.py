@@ -6,7 +6,7 @@ Layouts read:
 - validation: class folders likewise, or the official flat folder with
   ``ILSVRC2012_validation_ground_truth.txt`` (one ILSVRC2012 ID per line, in file-name order)
   and the synset list that maps IDs to wnids (``map_clsloc.txt`` format: ``wnid id name``; the
-  1000-synset list ships with the package as ``backbone/map_clsloc.txt``).
+  1000-synset list ships with the package as ``backbone/pretrain/map_clsloc.txt``).
 
 Augmentation follows the paper (spec §2): crops of 8-100% of the area with aspect ratio 3/4-4/3,
 resized with a randomly chosen interpolation, horizontal flips, photometric distortion. Each
@@ -17,7 +17,6 @@ over processes, sees exactly the augmentations an uninterrupted single-process r
 from __future__ import annotations
 
 import os
-import random
 from dataclasses import dataclass
 
 import albumentations as A
@@ -26,49 +25,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .googlenet import IMAGENET_MEAN, IMAGENET_STD
+from core.data import IMAGE_EXTENSIONS, read_image, read_synsets
+from core.errors import BadImageError, DataError
+from core.seeding import epoch_seed, sample_seed
 
-IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+from ..googlenet import IMAGENET_MEAN, IMAGENET_STD
+
 SYNSETS_FILE = os.path.join(os.path.dirname(__file__), "map_clsloc.txt")
 INTERPOLATIONS = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "nearest": cv2.INTER_NEAREST,
                   "cubic": cv2.INTER_CUBIC}
-
-
-class DataError(ValueError):
-    """A data set that cannot be used as it is; the message names the path and the fix."""
-
-
-class BadImageError(DataError):
-    pass
-
-
-def read_image(path: str, exif_orientation: bool = True) -> np.ndarray:
-    """Decode ``path`` to RGB uint8 ``[H, W, 3]``. Grayscale, 16-bit, RGBA and CMYK are converted
-    (OpenCV's IMREAD_COLOR); EXIF orientation is applied unless ``exif_orientation=False`` (the
-    stored pixel array, which is what box annotations usually refer to)."""
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as e:
-        raise BadImageError(f"{path}: cannot read ({e.strerror or e})") from None
-    flags = cv2.IMREAD_COLOR if exif_orientation else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
-    img = cv2.imdecode(data, flags) if data.size else None
-    if img is None:
-        raise BadImageError(f"{path}: not a decodable image (corrupt, truncated or empty)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def read_synsets(path: str = SYNSETS_FILE) -> list[tuple[str, int, str]]:
-    """``wnid id name`` lines -> [(wnid, id, name)]."""
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            parts = line.split(maxsplit=2)
-            if len(parts) < 2 or not parts[1].isdigit():
-                raise DataError(f"{path}:{n}: expected 'wnid id name', got {line.strip()!r}")
-            out.append((parts[0], int(parts[1]), parts[2].strip() if len(parts) > 2 else parts[0]))
-    return out
 
 
 def _images_in(folder: str) -> list[str]:
@@ -98,7 +63,8 @@ def class_folder_samples(split_dir: str, classes: list[str]) -> list[tuple[str, 
     return [(p, index[c]) for c in found for p in _images_in(os.path.join(split_dir, c))]
 
 
-def official_val_samples(val_dir: str, labels_file: str, synsets_file: str, classes: list[str]) -> list[tuple[str, int]]:
+def official_val_samples(val_dir: str, labels_file: str, synsets_file: str,
+                         classes: list[str]) -> list[tuple[str, int]]:
     """The official flat validation folder with its ground-truth IDs (ILSVRC2012 IDs, 1-based)."""
     if not os.path.isfile(labels_file):
         raise DataError(f"{labels_file}: no such validation labels file (data.val_labels)")
@@ -226,8 +192,7 @@ class ClassificationDataset(Dataset):
             return Sample(torch.stack([_normalise(c) for c in ten_crops(img, self.resize, self.crop)]), label, index)
         if self.crops == 144:
             return Sample(torch.stack([_normalise(c) for c in crops_144(img, self.scales, self.crop)]), label, index)
-        # Per-sample seed: the same augmentation whatever the process, worker or resume point.
-        self.transform.set_random_seed(hash((self.seed, self.epoch, index)) & 0x7FFFFFFF)
+        self.transform.set_random_seed(sample_seed(self.seed, self.epoch, index))
         x = self.transform(image=img)["image"]
         return Sample(torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))), label, index)
 
@@ -238,7 +203,7 @@ class Batch:
     labels: torch.Tensor  # [B]
     skipped: int  # unreadable images dropped from this batch
 
-    def pin_memory(self) -> "Batch":
+    def pin_memory(self) -> Batch:
         """DataLoader(pin_memory=True) pins custom batch types only through this method."""
         return Batch(self.images.pin_memory(), self.labels.pin_memory(), self.skipped)
 
@@ -261,7 +226,8 @@ class EpochSampler(torch.utils.data.Sampler[int]):
                  shuffle: bool = True) -> None:
         if global_batch % world:
             raise ValueError(f"the global batch {global_batch} must divide among {world} processes")
-        self.n, self.global_batch, self.seed, self.rank, self.world, self.shuffle = n, global_batch, seed, rank, world, shuffle
+        self.n, self.global_batch, self.seed = n, global_batch, seed
+        self.rank, self.world, self.shuffle = rank, world, shuffle
         self.epoch, self.start_step = 0, 0
 
     def steps(self) -> int:
@@ -269,7 +235,7 @@ class EpochSampler(torch.utils.data.Sampler[int]):
 
     def __iter__(self):
         if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
             order = torch.randperm(self.n, generator=g).tolist()
         else:
             order = list(range(self.n))
@@ -278,9 +244,3 @@ class EpochSampler(torch.utils.data.Sampler[int]):
 
     def __len__(self) -> int:
         return (self.steps() - self.start_step) * self.global_batch // self.world
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)

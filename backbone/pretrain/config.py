@@ -1,0 +1,115 @@
+"""Pretraining's config (``PretrainConfig``: the run, ``data``, ``model``, ``optim``), and the one
+place it becomes a model and an optimiser."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+
+from core.config import ConfigError
+
+from ..aux import GoogLeNetWithAux
+from ..googlenet import googlenet
+from .engine import Schedule
+
+
+@dataclass
+class DataConfig:
+    root: str = "data/imagenet"  # ILSVRC2012 CLS-LOC: <root>/train/<wnid>/*.JPEG, <root>/val/...
+    train_dir: str = "train"
+    val_dir: str = "val"
+    val_labels: str | None = None  # official flat val: ILSVRC2012_validation_ground_truth.txt (under root)
+    synsets: str | None = None  # wnid/ID list for val_labels (default: the shipped map_clsloc.txt)
+    toy: bool = False  # generate the miniature ImageNet at root on first use
+    toy_images_per_class: int = 80
+    toy_image_size: int = 72
+    crop: int = 224
+    resize: int = 256  # evaluation: shorter side, then centre crop
+    scales: list[int] = field(default_factory=lambda: [256, 288, 320, 352])  # 144-crop scales
+    interpolations: list[Literal["linear", "area", "nearest", "cubic"]] = field(
+        default_factory=lambda: ["linear", "area", "nearest", "cubic"])
+    photometric: float = 0.4
+    area: list[float] = field(default_factory=lambda: [0.08, 1.0])  # crop area range (paper: 8-100%)
+    workers: int = 4
+    on_bad_image: Literal["skip", "error"] = "skip"
+
+
+@dataclass
+class ModelConfig:
+    variant: Literal["paper", "torchvision"] = "paper"
+    norm: Literal["lrn", "bn"] | None = None  # default: lrn (paper), bn (torchvision)
+    dropout: float | None = None  # main head; default 0.4 (paper) / 0.2 (torchvision)
+    aux_dropout: float = 0.7
+    aux_pool: Literal["paper", "adaptive"] | None = None
+    fused: bool = False
+    channels_last: bool = True
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 0.01  # per lr_reference_batch images (Caffe: 0.01 at batch 32); scaled to the global batch
+    lr_reference_batch: int = 32
+    momentum: float = 0.9
+    weight_decay: float = 2e-4  # on weights; Caffe's BVLC model has decay_mult 0 on biases
+    schedule: Literal["step", "poly"] = "step"
+    step_epochs: float = 8.0
+    gamma: float = 0.96
+    power: float = 0.5
+    warmup_epochs: float = 0.0
+
+    def scaled_lr(self, batch_size: int) -> float:
+        """``lr`` scaled from ``lr_reference_batch`` images to a global batch of ``batch_size``."""
+        return self.lr * batch_size / self.lr_reference_batch
+
+
+@dataclass
+class PretrainConfig:
+    name: str = "googlenet_imagenet"
+    work_dir: str = "work_dirs"
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = True  # CUDA only: bf16 autocast where supported, else fp16 + grad scaler
+    epochs: int = 60
+    batch_size: int = 256  # global, over all processes
+    eval_every: int = 1  # epochs
+    eval_crops: Literal[1, 10, 144] = 1
+    ema_decay: float | None = 0.9999  # Polyak averaging; null turns it off
+    export: Literal["ema", "raw"] = "ema"
+    resume: str = "auto"  # auto (latest good checkpoint in the work dir) | none | a checkpoint path
+    checkpoint_every_steps: int = 0  # also checkpoint inside epochs every N steps; 0 = epoch ends only
+    keep_checkpoints: int = 2
+    max_steps: int | None = None  # stop after this many optimiser steps (smoke runs, tests)
+    progress: bool = True
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    @property
+    def out_dir(self) -> str:
+        return os.path.join(self.work_dir, self.name)
+
+
+def build_model(cfg: PretrainConfig, num_classes: int) -> GoogLeNetWithAux:
+    m = cfg.model
+    paper_pool = m.aux_pool == "paper" or (m.aux_pool is None and m.variant == "paper")
+    if paper_pool and cfg.data.crop != 224:
+        raise ConfigError(f"model.aux_pool=paper (the paper's 5x5/3 pooling) needs data.crop=224, not "
+                          f"{cfg.data.crop}: set model.aux_pool=adaptive")
+    return googlenet(num_classes, variant=m.variant, norm=m.norm, fused=m.fused, dropout=m.dropout,
+                     channels_last=m.channels_last, aux=True, aux_pool=m.aux_pool, aux_dropout=m.aux_dropout)
+
+
+def build_optimizer(model: nn.Module, o: OptimConfig, lr: float) -> torch.optim.SGD:
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]  # biases and BN affine parameters
+    return torch.optim.SGD([{"params": decay, "weight_decay": o.weight_decay},
+                            {"params": no_decay, "weight_decay": 0.0}], lr=lr, momentum=o.momentum)
+
+
+def build_schedule(cfg: PretrainConfig, base_lr: float, steps_per_epoch: int) -> Schedule:
+    o = cfg.optim
+    return Schedule(base_lr, cfg.epochs, steps_per_epoch, o.schedule, o.step_epochs, o.gamma, o.power, o.warmup_epochs)

@@ -1,0 +1,62 @@
+"""Every output is written atomically: into a temporary file beside its path, fsync, then renamed
+over it. A crash or an interrupt leaves the old file or the new one, never a torn one."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from typing import IO, Any
+
+import cv2
+import numpy as np
+import torch
+
+
+def write_atomic(path: str, mode: str, write: Callable[[IO], object]) -> None:
+    """``write(file)`` into a temporary file beside ``path`` (opened with ``mode``), then rename."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_atomic(obj: Any, path: str) -> None:
+    """``torch.save(obj)`` to ``path`` (checkpoints, exports)."""
+    write_atomic(path, "wb", lambda f: torch.save(obj, f))
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """``text`` to ``path`` (results files, split lists)."""
+    write_atomic(path, "w", lambda f: f.write(text))
+
+
+def write_json_atomic(path: str, obj: Any) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=1))
+
+
+def write_bytes_atomic(path: str, data: bytes) -> None:
+    write_atomic(path, "wb", lambda f: f.write(data))
+
+
+def write_png_atomic(path: str, image_bgr: np.ndarray) -> None:
+    """An OpenCV (BGR) image as PNG."""
+    ok, encoded = cv2.imencode(".png", image_bgr)
+    if not ok:
+        raise ValueError(f"{path}: OpenCV could not encode a {image_bgr.shape} image as PNG")
+    write_bytes_atomic(path, encoded.tobytes())
+
+
+def save_figure_atomic(figure, path: str, dpi: int = 100) -> None:
+    """A matplotlib figure as PNG."""
+    write_atomic(path, "wb", lambda f: figure.savefig(f, format="png", dpi=dpi))

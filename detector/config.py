@@ -1,0 +1,125 @@
+"""The detection config (``DetConfig``: the run, ``data``, ``model``, ``optim``), where a member's
+files go, and the one place the config becomes a detector."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+
+from .data.build import DetDataConfig
+from .engine import lr_at
+from .model import GoogLeNetFasterRCNN, googlenet_faster_rcnn
+
+
+@dataclass
+class DetModelConfig:
+    head: Literal["c4", "fpn"] = "c4"
+    bbox_reg: bool = True  # the 2014 entry: false
+    weights: str | None = None  # backbone.pth from tools/pretrain_backbone.py (or torchvision's googlenet file)
+    variant: Literal["paper", "torchvision"] = "paper"  # used without weights; an export's metadata wins
+    norm: Literal["lrn", "bn"] | None = None
+    trainable_from: str | None = "conv2"
+    freeze_bn: bool = True
+    rpn_pre_nms_top_n_train: int = 2000
+    rpn_post_nms_top_n_train: int = 2000
+    rpn_pre_nms_top_n_test: int = 1000
+    rpn_post_nms_top_n_test: int = 300
+    rpn_batch_size_per_image: int = 256  # anchors sampled per image for the RPN loss
+    box_batch_size_per_image: int = 128  # regions sampled per image for the head's loss
+    box_score_thresh: float = 0.01
+    box_detections_per_img: int = 100
+
+
+@dataclass
+class DetOptimConfig:
+    lr: float = 0.02  # per lr_reference_batch images, scaled to the global batch
+    lr_reference_batch: int = 16
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    milestones: list[float] = field(default_factory=lambda: [8.0, 11.0])  # epochs where lr x gamma
+    gamma: float = 0.1
+    warmup_iters: int = 500
+    warmup_factor: float = 0.001
+    grad_clip: float | None = None
+
+    def scaled_lr(self, batch_size: int) -> float:
+        """``lr`` scaled from ``lr_reference_batch`` images to a global batch of ``batch_size``."""
+        return self.lr * batch_size / self.lr_reference_batch
+
+
+@dataclass
+class DetConfig:
+    name: str = "googlenet_det"
+    work_dir: str = "work_dirs"
+    model_index: int = 0  # ensemble member k: its own seed and data order, in <work_dir>/<name>/model_<k>/
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    epochs: int = 12
+    batch_size: int = 16  # global
+    eval_every: int = 1
+    eval_metric: Literal["ilsvrc", "voc"] = "ilsvrc"
+    resume: str = "auto"
+    checkpoint_every_steps: int = 0
+    keep_checkpoints: int = 2
+    max_steps: int | None = None
+    progress: bool = True
+    data: DetDataConfig = field(default_factory=DetDataConfig)
+    model: DetModelConfig = field(default_factory=DetModelConfig)
+    optim: DetOptimConfig = field(default_factory=DetOptimConfig)
+
+    @property
+    def out_dir(self) -> str:
+        return member_dir(self.work_dir, self.name, self.model_index)
+
+    @property
+    def member_seed(self) -> int:
+        """The paper's six members differ only in data order (and here their initial heads)."""
+        return self.seed + 1000 * self.model_index
+
+
+# Settings that change how a run goes, not what it trains: a finished member is the same member
+# whatever these were.
+RUNTIME_KEYS = frozenset({"progress", "device", "resume", "checkpoint_every_steps", "keep_checkpoints", "data.workers",
+                          "amp", "work_dir", "eval_every", "eval_metric"})
+
+
+def member_dir(work_dir: str, name: str, k: int) -> str:
+    """Ensemble member ``k``'s folder: its checkpoints, log and ``model_final.pth``."""
+    return os.path.join(work_dir, name, f"model_{k}")
+
+
+def build_model(m: DetModelConfig, num_classes: int, layout: dict | None = None) -> GoogLeNetFasterRCNN:
+    """The detector ``m`` describes. Without ``layout``, for training: the backbone from
+    ``m.weights`` (or from scratch), layers before ``m.trainable_from`` frozen. With ``layout`` (a
+    ``model_final.pth``'s ``backbone_layout``), for loading trained weights into: the same network,
+    nothing read from disk, nothing frozen."""
+    backbone = ({"weights": m.weights, "variant": m.variant, "norm": m.norm, "trainable_from": m.trainable_from}
+                if layout is None else
+                {"weights": None, "variant": layout["variant"], "norm": layout["norm"],
+                 "transform_input": layout["transform_input"], "image_mean": layout["mean"],
+                 "image_std": layout["std"], "trainable_from": None})
+    return googlenet_faster_rcnn(
+        num_classes, head=m.head, bbox_reg=m.bbox_reg, freeze_bn=m.freeze_bn,
+        rpn_pre_nms_top_n_train=m.rpn_pre_nms_top_n_train, rpn_post_nms_top_n_train=m.rpn_post_nms_top_n_train,
+        rpn_pre_nms_top_n_test=m.rpn_pre_nms_top_n_test, rpn_post_nms_top_n_test=m.rpn_post_nms_top_n_test,
+        rpn_batch_size_per_image=m.rpn_batch_size_per_image, box_batch_size_per_image=m.box_batch_size_per_image,
+        box_score_thresh=m.box_score_thresh, box_detections_per_img=m.box_detections_per_img, **backbone)
+
+
+def build_optimizer(model: nn.Module, o: DetOptimConfig, lr: float) -> torch.optim.SGD:
+    """SGD over the trainable parameters (the frozen stem and BatchNorm are left out)."""
+    return torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=o.momentum,
+                           weight_decay=o.weight_decay)
+
+
+def build_schedule(o: DetOptimConfig, base_lr: float, steps_per_epoch: int) -> Callable[[int], float]:
+    """The learning rate at each global step: warm-up, then x ``gamma`` at each milestone epoch."""
+    return functools.partial(lr_at, steps_per_epoch=steps_per_epoch, base_lr=base_lr, milestones=o.milestones,
+                             gamma=o.gamma, warmup_iters=o.warmup_iters, warmup_factor=o.warmup_factor)

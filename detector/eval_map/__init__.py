@@ -1,0 +1,16 @@
+"""Scoring trained detectors and their ensemble (``tools/eval_map.py``).
+
+What is written, under ``<work_dir>/<name>/eval_<split>/`` (or ``--out``), per result set
+(``model_<k>``, ``ensemble<N>_<method>``, or a ``--detections`` file's stem):
+``<set>/detections.npz`` (the cache, with the key it was made under), ``<set>/ilsvrc.txt``
+(submission lines), ``<set>/coco.json``, ``<set>/pr.png``; and ``report.json`` for the run.
+
+Modules: ``ground_truth`` (the split), ``inference`` (detections per member and ensemble, across
+processes), ``cache`` (detections on disk), ``scoring`` (the protocols, results files),
+``report`` (tables, plots, drawn detections) and ``run`` (the order of it all).
+"""
+
+from .run import EvalRequest, run
+from .scoring import METRICS
+
+__all__ = ["METRICS", "EvalRequest", "run"]

@@ -1,0 +1,36 @@
+"""The split being scored: its dataset (for inference), its records (for scoring) and the ids the
+results files use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.errors import DataError
+
+from ..config import DetConfig
+from ..data.build import build_detection_data
+from ..data.sample import ImageRecord
+
+
+@dataclass
+class GroundTruth:
+    dataset: object
+    records: list[ImageRecord]
+    classes: list[str]
+    class_names: list[str]
+    result_ids: list[int]  # label k -> DET ID (ILSVRC) / category id (COCO) / k (VOC) in results files
+    coco_gt: object | None
+    description: str
+
+
+def ground_truth(cfg: DetConfig) -> GroundTruth:
+    ds, index = build_detection_data(cfg.data, train=False, seed=cfg.seed)
+    if not index.records:
+        raise DataError(f"{cfg.data.root}: split {cfg.data.val_split} has no images to score")
+    for pos, r in enumerate(index.records):  # ILSVRC lines need an image index; VOC/COCO: the position
+        if r.index < 0:
+            r.index = pos + 1
+    ids = (getattr(index, "det_ids", None) or getattr(index, "category_ids", None)
+           or list(range(1, len(index.classes) + 1)))
+    return GroundTruth(ds, index.records, list(index.classes), list(index.class_names), list(ids),
+                       getattr(index, "coco", None), f"{cfg.data.format} {cfg.data.root} [{cfg.data.val_split}]")

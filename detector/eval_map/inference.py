@@ -1,0 +1,128 @@
+"""The detections of every member and of their ensemble on the split: from the cache where it is
+valid, else from one pass over the images per model (one pass for all members with the ``shared``
+ensemble), shared out among the processes under torchrun and gathered on rank 0."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+from core.records import log
+from core.runtime import amp_for
+
+from ..config import DetConfig
+from ..data.dataset import collate, with_epoch_report
+from ..engine import predict, to_original
+from ..ensemble import check_compatible, detect_shared, fuse_detections
+from ..evaluation import ImageDetections
+from ..final import load_final
+from .cache import cache_key, load_detections, save_detections
+from .ground_truth import GroundTruth
+
+
+@dataclass
+class Plan:
+    """What to run: the members (``names`` -> ``paths``), and the ensemble's name and method, if any."""
+
+    paths: list[str]
+    names: list[str]
+    ensemble: str | None
+    method: str
+    batch_size: int
+    fuse_iou: float
+    use_cache: bool
+    progress: bool
+
+
+def loader(gt: GroundTruth, batch_size: int, workers: int, rank: int, world: int) -> DataLoader:
+    """This process's share of the images (every world-th one), unshuffled."""
+    ds = gt.dataset if world == 1 else Subset(gt.dataset, range(rank, len(gt.records), world))
+    return DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate)
+
+
+def gather(dets: list[ImageDetections], world: int) -> list[ImageDetections]:
+    """Every process filled its own images' slots: merge them (rank 0 gets them all)."""
+    if world == 1:
+        return dets
+    parts: list = [None] * world
+    dist.all_gather_object(parts, dets)
+    return [parts[i % world][i] for i in range(len(dets))]
+
+
+@torch.inference_mode()
+def predict_ensemble(models: list, batches, device: torch.device, n_images: int, autocast,
+                     with_members: bool, progress: bool) -> tuple[list[ImageDetections], list[list[ImageDetections]]]:
+    """The ``shared`` ensemble over ``batches``; with ``with_members`` also each member's own
+    detections from the same pass."""
+    ens = [ImageDetections.empty() for _ in range(n_images)]
+    members = [[ImageDetections.empty() for _ in range(n_images)] for _ in models] if with_members else []
+    for batch in tqdm(batches, desc=f"ensemble of {len(models)}", disable=not progress, dynamic_ncols=True,
+                      leave=False):
+        if not batch.images:
+            continue
+        with autocast():
+            out, own = detect_shared(models, [im.to(device) for im in batch.images], with_members)
+        for j, t in enumerate(batch.targets):
+            ens[t["position"]] = to_original(t, out[j])
+            for k in range(len(own)):
+                members[k][t["position"]] = to_original(t, own[k][j])
+    return ens, members
+
+
+def detections(cfg: DetConfig, plan: Plan, gt: GroundTruth, out: str, device, rank: int,
+               world: int) -> tuple[dict[str, list[ImageDetections]], dict[str, float]]:
+    """``(detections, inference seconds)`` per result set: the members in order, the ensemble last.
+    A member scored inside the ``shared`` ensemble's pass has NaN seconds (its time is the
+    ensemble's). Rank 0 caches what it computed."""
+    keys = {s: cache_key(cfg, [p], None, plan.batch_size) for s, p in zip(plan.names, plan.paths)}
+    if plan.ensemble:
+        keys[plan.ensemble] = cache_key(cfg, plan.paths, plan.method, plan.batch_size)
+    dets, seconds = cached(keys, out, len(gt.records)) if plan.use_cache else ({}, {})
+    fresh = [s for s in keys if s not in dets]
+    images = loader(gt, plan.batch_size, cfg.data.workers, rank, world)
+    autocast, _ = amp_for(device, cfg.amp)
+    progress = plan.progress and rank == 0
+    todo = [k for k, s in enumerate(plan.names) if s not in dets]
+    if plan.ensemble in fresh and plan.method == "shared":  # one pass: the ensemble and the members not cached
+        models = [load_final(p)[0].to(device) for p in plan.paths]
+        check_compatible(models)
+        tic = time.perf_counter()
+        ens, own = predict_ensemble(models, with_epoch_report(images, "evaluation"), device, len(gt.records), autocast,
+                                    with_members=bool(todo), progress=progress)
+        dets[plan.ensemble], seconds[plan.ensemble] = gather(ens, world), time.perf_counter() - tic
+        for k in todo:
+            dets[plan.names[k]], seconds[plan.names[k]] = gather(own[k], world), float("nan")
+        todo = []
+    for k in todo:
+        model = load_final(plan.paths[k])[0].to(device)
+        tic = time.perf_counter()
+        d = predict(model, with_epoch_report(images, "evaluation"), device, len(gt.records), autocast, progress)
+        dets[plan.names[k]], seconds[plan.names[k]] = gather(d, world), time.perf_counter() - tic
+    if plan.ensemble and plan.ensemble not in dets:  # nms / wbf over the members' detections
+        tic = time.perf_counter()
+        dets[plan.ensemble] = [fuse_detections([dets[s][i] for s in plan.names], plan.method, plan.fuse_iou,
+                                               (r.height, r.width), cfg.model.box_detections_per_img)
+                               for i, r in enumerate(gt.records)]
+        seconds[plan.ensemble] = time.perf_counter() - tic
+    if rank == 0:
+        for s in fresh:
+            save_detections(os.path.join(out, s, "detections.npz"), dets[s], keys[s], seconds[s])
+    return {s: dets[s] for s in keys}, seconds
+
+
+def cached(keys: dict[str, str], out: str, n_images: int) -> tuple[dict, dict]:
+    """The result sets whose cached detections were made under their key."""
+    dets, seconds = {}, {}
+    for s, key in keys.items():
+        path = os.path.join(out, s, "detections.npz")
+        found = load_detections(path, key, n_images)
+        if found is not None:
+            dets[s], seconds[s] = found
+            log(f"eval_map: {s}: cached detections ({path})")
+    return dets, seconds
