@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench summary clean
+.PHONY: demo test lint bench clean
 
 # torch/torchvision pinned to the releases on this project's machines' disk (a CUDA build of the
 # same versions elsewhere); everything else from setup.py's ranges.
@@ -14,7 +14,11 @@ $(STAMP): setup.py
 	$(PY) -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
-test: $(STAMP)
+# ruff (pyproject.toml): pyflakes, pycodestyle, import order, bugbear, pyupgrade; the tests run after it.
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+test: lint
 	$(PY) -m pytest -q tests
 
 # The whole job on the built-in miniature (README: "The demo"): the Table-1 summary; pretraining on
