@@ -114,10 +114,9 @@ def run(cfg: DetConfig) -> dict:
                             pin_memory=device.type == "cuda")
         return train_one_epoch(net, with_epoch_report(loader, f"epoch {epoch + 1}", log=lambda t: log(t, rank)),
                                optimizer, schedule, epoch=epoch, epochs=cfg.epochs, steps_per_epoch=steps,
-                               start_step=start_step,
-                               device=device, seed=seed, rank=rank, scaler=scaler, autocast=autocast,
-                               grad_clip=o.grad_clip, on_step=on_step, progress=cfg.progress and rank == 0,
-                               max_steps=cfg.max_steps)
+                               start_step=start_step, device=device, seed=seed, rank=rank, scaler=scaler,
+                               autocast=autocast, grad_clip=o.grad_clip, on_step=on_step,
+                               progress=cfg.progress and rank == 0, max_steps=cfg.max_steps)
 
     def evaluate_epoch(epoch: int) -> dict:
         if rank != 0:  # one process scores; the others wait at the trainer's barrier
