@@ -51,13 +51,21 @@ def ap_all_points(precision: np.ndarray, recall: np.ndarray) -> float:
     return float(np.sum((mrec[step + 1] - mrec[step]) * mpre[step + 1]))
 
 
+# VOC 2007's eleven recall thresholds as its devkit's ``0:0.1:1`` comes out in Octave, and as NumPy's
+# arange gives them (py-faster-rcnn's voc_eval.py, detectron2 and mmdetection use it): 0.3, 0.6 and
+# 0.7 are one ulp above, so a recall of exactly 3/10 does not reach "0.3". MATLAB builds the upper
+# half of a colon range from its end, so its 0.6 and 0.7 are exact (README, "Evaluation protocols").
+VOC07_RECALLS = np.arange(0.0, 1.1, 0.1)
+
+
 def ap_11_points(precision: np.ndarray, recall: np.ndarray) -> float:
-    """VOC 2007: the mean over recall 0, 0.1, .., 1 of the best precision at that recall or more."""
-    total = 0.0
-    for t in np.linspace(0, 1, 11):
-        above = precision[recall >= t - 1e-12]
-        total += above.max() if above.size else 0.0
-    return float(total / 11)
+    """VOC 2007: the mean over the eleven recalls of the best precision at that recall or more,
+    summed as ``VOCevaldet.m`` sums it (``ap = ap + p / 11``)."""
+    ap = 0.0
+    for t in VOC07_RECALLS:
+        above = precision[recall >= t]
+        ap += (above.max() if above.size else 0.0) / 11
+    return float(ap)
 
 
 @dataclass
