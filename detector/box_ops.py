@@ -9,28 +9,31 @@ from __future__ import annotations
 
 import numpy as np
 
+# float32 by default (annotations are whole pixels; what training feeds the model); results files
+# are read as float64, keeping the file's precision to the AP.
 
-def inclusive_to_xyxy(boxes: np.ndarray, origin: int = 0) -> np.ndarray:
+
+def inclusive_to_xyxy(boxes: np.ndarray, origin: int = 0, dtype=np.float32) -> np.ndarray:
     """[N, 4] inclusive pixel indices counted from ``origin`` (ILSVRC 0, VOC 1) -> [N, 4] xyxy."""
-    b = np.asarray(boxes, np.float32).reshape(-1, 4) - origin
+    b = np.asarray(boxes, dtype).reshape(-1, 4) - origin
     return np.concatenate([b[:, :2], b[:, 2:] + 1], axis=1)
 
 
-def xyxy_to_inclusive(boxes: np.ndarray, origin: int = 0) -> np.ndarray:
+def xyxy_to_inclusive(boxes: np.ndarray, origin: int = 0, dtype=np.float32) -> np.ndarray:
     """[N, 4] xyxy -> [N, 4] inclusive pixel indices counted from ``origin`` (inverse of the above)."""
-    b = np.asarray(boxes, np.float32).reshape(-1, 4)
+    b = np.asarray(boxes, dtype).reshape(-1, 4)
     return np.concatenate([b[:, :2], b[:, 2:] - 1], axis=1) + origin
 
 
-def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
+def xywh_to_xyxy(boxes: np.ndarray, dtype=np.float32) -> np.ndarray:
     """[N, 4] COCO xywh -> [N, 4] xyxy."""
-    b = np.asarray(boxes, np.float32).reshape(-1, 4)
+    b = np.asarray(boxes, dtype).reshape(-1, 4)
     return np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1)
 
 
-def xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
+def xyxy_to_xywh(boxes: np.ndarray, dtype=np.float32) -> np.ndarray:
     """[N, 4] xyxy -> [N, 4] COCO xywh."""
-    b = np.asarray(boxes, np.float32).reshape(-1, 4)
+    b = np.asarray(boxes, dtype).reshape(-1, 4)
     return np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1)
 
 

@@ -57,7 +57,8 @@ def test_members_are_scored_with_tables_files_and_plots_and_then_come_from_the_c
     assert set(rep["results"]) == {"model_0", "model_1"}
     for name in ("model_0", "model_1"):
         files = set(os.listdir(tmp_path / name))
-        assert {"detections.npz", "ilsvrc.txt", "coco.json", "pr.png"} <= files
+        assert {"detections.npz", "ilsvrc.txt", "coco.json", "voc", "pr.png"} <= files
+        assert len(os.listdir(tmp_path / name / "voc")) == 10  # comp4_det_val_<class>.txt, one per class
         r = rep["results"][name]
         assert 0 <= r["ilsvrc"]["map"] <= 1 and len(r["ilsvrc"]["ap"]) == 10 and "AP50" in r["coco"]["stats"]
     assert "per-class AP (%), ilsvrc" in first.stdout and "circle" in first.stdout and "mean" in first.stdout
@@ -73,8 +74,9 @@ def test_a_results_file_scores_as_the_detections_in_memory(trained, tmp_path):
                                                                                    "model_final.pth"),
                       "--metric", "all", "--out", str(tmp_path / "a")]), str(tmp_path / "a"))
     mem = rep["results"]["model_0"]
-    for fmt in ("ilsvrc.txt", "coco.json"):
-        shutil.copy(tmp_path / "a" / "model_0" / fmt, tmp_path / f"sub_{fmt}")
+    for fmt in ("ilsvrc.txt", "coco.json", "voc"):  # voc: a folder of per-class files
+        copy = shutil.copytree if fmt == "voc" else shutil.copy
+        copy(tmp_path / "a" / "model_0" / fmt, tmp_path / f"sub_{fmt}")
         rep2 = report(run([EVAL, *common(root, work), "--detections", str(tmp_path / f"sub_{fmt}"), "--metric", "all",
                            "--out", str(tmp_path / fmt)]), str(tmp_path / fmt))
         got = rep2["results"][f"sub_{fmt.split('.')[0]}"]

@@ -4,6 +4,7 @@
     python tools/eval_map.py CONFIG --ensemble 6 [--method shared|nms|wbf]
     python tools/eval_map.py CONFIG --checkpoints a.pth b.pth --metric all
     python tools/eval_map.py CONFIG --detections results.txt       # ILSVRC lines or COCO .json, no model
+    python tools/eval_map.py CONFIG --detections results/          # VOC's comp4_det_<split>_<class>.txt files
     torchrun --nproc_per_node N tools/eval_map.py CONFIG --ensemble 6
 
 CONFIG (default configs/ilsvrc_det.yaml) names the data (data.root, data.val_split, the test scale)
@@ -34,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="shared: every member's head scores one set of regions (the paper's); nms / wbf: "
                         "combine the members' detections")
     p.add_argument("--metric", choices=(*METRICS, "all"), default="ilsvrc")
-    p.add_argument("--detections", help="score this results file instead of running models")
+    p.add_argument("--detections", metavar="RESULTS",
+                   help="score saved results instead of running models: ILSVRC submission lines, COCO .json, or "
+                        "VOC per-class files (a folder, a glob, or a *_det_*.txt file)")
     p.add_argument("--out",
                    help="folder for the report, results files and plots (default: work_dirs/<name>/eval_<split>)")
     p.add_argument("--batch-size", type=int, default=1,

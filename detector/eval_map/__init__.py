@@ -3,7 +3,8 @@
 What is written, under ``<work_dir>/<name>/eval_<split>/`` (or ``--out``), per result set
 (``model_<k>``, ``ensemble<N>_<method>``, or a ``--detections`` file's stem):
 ``<set>/detections.npz`` (the cache, with the key it was made under), ``<set>/ilsvrc.txt``
-(submission lines), ``<set>/coco.json``, ``<set>/pr.png``; and ``report.json`` for the run.
+(submission lines), ``<set>/coco.json``, ``<set>/voc/comp4_det_<split>_<class>.txt`` (the VOC
+devkit's per-class files), ``<set>/pr.png``; and ``report.json`` for the run.
 
 Modules: ``ground_truth`` (the split), ``inference`` (detections per member and ensemble, across
 processes), ``cache`` (detections on disk), ``scoring`` (the protocols, results files),

@@ -21,6 +21,7 @@ class GroundTruth:
     result_ids: list[int]  # label k -> DET ID (ILSVRC) / category id (COCO) / k (VOC) in results files
     coco_gt: object | None
     description: str
+    split: str
 
 
 def ground_truth(cfg: DetConfig) -> GroundTruth:
@@ -33,4 +34,5 @@ def ground_truth(cfg: DetConfig) -> GroundTruth:
     ids = (getattr(index, "det_ids", None) or getattr(index, "category_ids", None)
            or list(range(1, len(index.classes) + 1)))
     return GroundTruth(ds, index.records, list(index.classes), list(index.class_names), list(ids),
-                       getattr(index, "coco", None), f"{cfg.data.format} {cfg.data.root} [{cfg.data.val_split}]")
+                       getattr(index, "coco", None), f"{cfg.data.format} {cfg.data.root} [{cfg.data.val_split}]",
+                       cfg.data.val_split)

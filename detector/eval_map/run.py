@@ -16,7 +16,7 @@ from ..final import FINAL_NAME, found_members, member_checkpoints
 from .ground_truth import GroundTruth, ground_truth
 from .inference import Plan, detections
 from .report import draw, jsonable, plot_pr, print_tables
-from .scoring import read_results, score, write_results
+from .scoring import read_results, results_name, score, write_results
 
 
 @dataclass
@@ -57,7 +57,7 @@ def run(cfg: DetConfig, req: EvalRequest) -> dict:
     gt = ground_truth(cfg)
     out = req.out or os.path.join(cfg.work_dir, cfg.name, f"eval_{cfg.data.val_split}")
     if req.detections:
-        name = os.path.splitext(os.path.basename(req.detections))[0]
+        name = results_name(req.detections)
         dets, seconds, sources = {name: read_results(req.detections, gt)}, {}, {name: req.detections}
     else:
         paths, names = members(cfg, req)

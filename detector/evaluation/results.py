@@ -1,16 +1,23 @@
-"""Results files, both ways: ILSVRC submission lines and COCO results JSON.
+"""Results files, both ways: ILSVRC submission lines, COCO results JSON and Pascal VOC's per-class
+files.
 
 ILSVRC (spec §4): one detection per line, ``<image_index> <DET_ID> <confidence> <xmin> <ymin>
 <xmax> <ymax>``, where ``image_index`` is the number in the split's list file and the box is in
-inclusive pixel indices. COCO: a JSON list of ``{"image_id", "category_id", "bbox": [x, y, w, h],
-"score"}``. Reading checks everything and names the line (or entry) of the first problem.
+inclusive 0-based pixel indices. COCO: a JSON list of ``{"image_id", "category_id",
+"bbox": [x, y, w, h], "score"}``. VOC (the devkit's ``comp4_det_<split>_<class>.txt``, what
+``VOCevaldet.m`` reads): one file per class, lines ``<image_id> <confidence> <xmin> <ymin> <xmax>
+<ymax>`` in inclusive 1-based pixels. Reading checks everything and names the line (or entry) of
+the first problem. Scores and boxes are read as float64, so a file keeps its precision to the AP;
+scores are written with every digit their type holds (ties in a file are ties in memory).
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
+import re
 
 import numpy as np
 
@@ -35,9 +42,15 @@ def _collect(n_images: int, rows: list[tuple[int, int, float, list[float]]]) -> 
             out.append(ImageDetections.empty())
             continue
         labels, scores, boxes = zip(*items)
-        out.append(ImageDetections(np.array(boxes, np.float32).reshape(-1, 4), np.array(scores, np.float32),
+        out.append(ImageDetections(np.array(boxes, np.float64).reshape(-1, 4), np.array(scores, np.float64),
                                    np.array(labels, np.int64)))
     return out
+
+
+def score_text(score: np.floating | float) -> str:
+    """The shortest decimal that reads back as the same score of its type (float32 from a model,
+    float64 from a file), so that writing and reading keep every score's order and ties."""
+    return np.format_float_positional(score, unique=True, trim="-")
 
 
 def write_ilsvrc_results(path: str, records: list, dets: list[ImageDetections], det_ids: list[int]) -> None:
@@ -46,8 +59,8 @@ def write_ilsvrc_results(path: str, records: list, dets: list[ImageDetections], 
     for r, d in zip(records, dets):
         if r.index < 0:
             raise ValueError(f"{r.image_id}: no image index (ILSVRC results need the split's list numbers)")
-        for box, score, label in zip(xyxy_to_inclusive(d.boxes).tolist(), d.scores.tolist(), d.labels.tolist()):
-            lines.append(f"{r.index} {det_ids[int(label) - 1]} {score:.6f} "
+        for box, score, label in zip(xyxy_to_inclusive(d.boxes).tolist(), d.scores, d.labels.tolist()):
+            lines.append(f"{r.index} {det_ids[int(label) - 1]} {score_text(score)} "
                          + " ".join(f"{v:.2f}" for v in box))
     write_text_atomic(path, "\n".join(lines) + ("\n" if lines else ""))
 
@@ -80,16 +93,17 @@ def read_ilsvrc_results(path: str, records: list, det_ids: list[int]) -> list[Im
                 raise ResultsError(f"{path}:{n}: score or box is not a finite number: {line.strip()!r}")
             if box[2] < box[0] or box[3] < box[1]:
                 raise ResultsError(f"{path}:{n}: box has xmax < xmin or ymax < ymin: {line.strip()!r}")
-            rows.append((position[index], label_of[det_id], score, inclusive_to_xyxy(np.array([box]))[0].tolist()))
+            rows.append((position[index], label_of[det_id], score,
+                         inclusive_to_xyxy(np.array([box]), dtype=np.float64)[0].tolist()))
     return _collect(len(records), rows)
 
 
 def write_coco_results(path: str, records: list, dets: list[ImageDetections], category_ids: list[int]) -> None:
     out = []
     for r, d in zip(records, dets):
-        for box, score, label in zip(xyxy_to_xywh(d.boxes).tolist(), d.scores.tolist(), d.labels.tolist()):
+        for box, score, label in zip(xyxy_to_xywh(d.boxes).tolist(), d.scores, d.labels.tolist()):
             out.append({"image_id": r.image_id, "category_id": category_ids[int(label) - 1],
-                        "bbox": [round(v, 3) for v in box], "score": round(float(score), 6)})
+                        "bbox": [round(v, 3) for v in box], "score": float(score_text(score))})
     write_text_atomic(path, json.dumps(out))
 
 
@@ -121,5 +135,77 @@ def read_coco_results(path: str, records: list, category_ids: list[int]) -> list
         if not math.isfinite(e["score"]) or not all(math.isfinite(v) for v in bbox) or bbox[2] < 0 or bbox[3] < 0:
             raise ResultsError(f"{where}: score or bbox is not finite, or the box has a negative size")
         rows.append((position[e["image_id"]], label_of[e["category_id"]], float(e["score"]),
-                     xywh_to_xyxy(np.array([bbox]))[0].tolist()))
+                     xywh_to_xyxy(np.array([bbox]), dtype=np.float64)[0].tolist()))
     return _collect(len(records), rows)
+
+
+def class_file_name(name: str) -> str:
+    """A class name as the tail of a VOC results file name (spaces and the like become ``_``)."""
+    return re.sub(r"[^\w.-]+", "_", name)
+
+
+def write_voc_results(folder: str, records: list, dets: list[ImageDetections], classes: list[str],
+                      split: str, prefix: str = "comp4") -> None:
+    """One ``<prefix>_det_<split>_<class>.txt`` per class in ``folder`` (comp4: any training data)."""
+    lines: list[list[str]] = [[] for _ in classes]
+    for r, d in zip(records, dets):
+        for box, score, label in zip(xyxy_to_inclusive(d.boxes, origin=1).tolist(), d.scores, d.labels.tolist()):
+            lines[int(label) - 1].append(f"{r.image_id} {score_text(score)} " + " ".join(f"{v:.2f}" for v in box))
+    for name, rows in zip(classes, lines):
+        write_text_atomic(os.path.join(folder, f"{prefix}_det_{split}_{class_file_name(name)}.txt"),
+                          "\n".join(rows) + ("\n" if rows else ""))
+
+
+def voc_results_files(source: str) -> list[str]:
+    """The per-class files ``source`` names: a folder (its ``*_det_*.txt``), a glob, or one file."""
+    if os.path.isdir(source):
+        found = sorted(glob.glob(os.path.join(source, "*_det_*.txt")))
+    elif glob.has_magic(source):
+        found = sorted(glob.glob(source))
+    else:
+        found = [source] if os.path.isfile(source) else []
+    if not found:
+        raise ResultsError(f"{source}: no VOC results files (<comp>_det_<split>_<class>.txt) there")
+    return found
+
+
+def read_voc_results(source: str, records: list, classes: list[str]) -> list[ImageDetections]:
+    """Detections per record from VOC per-class files (a folder, a glob or one file); the class is
+    the file name's tail after ``_det_<split>_``; boxes back from 1-based inclusive pixels."""
+    position = {str(r.image_id): i for i, r in enumerate(records)}
+    by_tail = {class_file_name(c): k + 1 for k, c in enumerate(classes)}
+    rows = []
+    for path in voc_results_files(source):
+        stem = os.path.splitext(os.path.basename(path))[0]
+        label = next((lab for tail, lab in sorted(by_tail.items(), key=lambda t: -len(t[0]))
+                      if stem.endswith("_" + tail) and "_det_" in stem[:-len(tail)]), None)
+        if label is None:
+            raise ResultsError(f"{path}: not <comp>_det_<split>_<class>.txt for a class of the data set "
+                               f"(classes: {', '.join(list(by_tail)[:5])}{' ...' if len(by_tail) > 5 else ''})")
+        rows += _voc_rows(path, label, position)
+    return _collect(len(records), rows)
+
+
+def _voc_rows(path: str, label: int, position: dict[str, int]) -> list[tuple[int, int, float, list[float]]]:
+    rows = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 6:
+                raise ResultsError(f"{path}:{n}: expected 6 fields '<image_id> <confidence> <xmin> <ymin> <xmax> "
+                                   f"<ymax>', got {len(parts)}: {line.strip()!r}")
+            try:
+                score, box = float(parts[1]), [float(v) for v in parts[2:]]
+            except ValueError:
+                raise ResultsError(f"{path}:{n}: not numbers: {line.strip()!r}") from None
+            if parts[0] not in position:
+                raise ResultsError(f"{path}:{n}: image {parts[0]!r} is not in the split being scored")
+            if not math.isfinite(score) or not all(math.isfinite(v) for v in box):
+                raise ResultsError(f"{path}:{n}: score or box is not a finite number: {line.strip()!r}")
+            if box[2] < box[0] or box[3] < box[1]:
+                raise ResultsError(f"{path}:{n}: box has xmax < xmin or ymax < ymin: {line.strip()!r}")
+            rows.append((position[parts[0]], label, score,
+                         inclusive_to_xyxy(np.array([box]), origin=1, dtype=np.float64)[0].tolist()))
+    return rows
