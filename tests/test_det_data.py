@@ -31,6 +31,7 @@ from detector.data import (
 )
 from detector.data.build import DetDataConfig, build_detection_data
 from detector.data.dataset import DetectionDataset
+from detector.data.sample import CROSSING
 from detector.data.toy import make_toy_ilsvrc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -79,7 +80,7 @@ def test_tiny_coco_round_trips_with_crowds_as_ignore():
     assert ds.category_ids[0] == 1 and len(ds.category_ids) == 80 and ds.label_of[90] == 80  # ids 1..90 -> 1..80
     assert sum(int(r.ignore.sum()) for r in ds.records) == 5  # the crowd regions, kept as ignored
     back = records_to_coco(ds.records, ds.category_ids, ds.classes)
-    dropped = sum(ds.report.counts.values()) - ds.report.counts["boxes crossing the image border (clipped)"]
+    dropped = sum(ds.report.counts.values()) - ds.report.counts[CROSSING]
     assert len(back["annotations"]) == len(original["annotations"]) - dropped
     by_image: dict = {}
     for a in original["annotations"]:
@@ -244,11 +245,11 @@ def test_bad_annotations_are_fixed_or_skipped_and_reported(toy, tmp_path):
     assert c["annotations without a size (read from the image header)"] == 1
     assert c["objects without a complete bndbox (skipped)"] == 1
     assert c["inverted boxes (dropped)"] == 1
-    assert c["boxes crossing the image border (clipped)"] == 1 and c["boxes outside the image (dropped)"] == 1
+    assert c[CROSSING] == 1 and c["boxes outside the image (dropped)"] == 1
     assert c["objects of unknown classes (skipped)"] == 1 and c["unreadable annotations (image skipped)"] == 1
     assert len(ds.records) == 7
     rec1 = next(r for r in ds.records if r.image_id == names[1])
-    assert rec1.boxes.tolist() == [[0.0, 2.0, float(w), 9.0]]  # only the clipped one is left
+    assert rec1.boxes.tolist() == [[-5.0, 2.0, float(w + 10), 9.0]]  # only the crossing one, as annotated
     assert (rec1.width, rec1.height) == (w, h)
     text = ds.report.summary("val")
     assert text.startswith("val: ") and names[1] in text and "\n" in text  # one line, then examples

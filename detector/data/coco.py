@@ -13,7 +13,7 @@ import numpy as np
 from core.errors import DataError
 
 from ..box_ops import clip_xyxy, xywh_to_xyxy, xyxy_to_xywh
-from .sample import DataReport, ImageRecord, empty_boxes
+from .sample import CROSSING, DataReport, ImageRecord, empty_boxes
 
 
 class COCODet:
@@ -50,11 +50,10 @@ class COCODet:
                                 f"{self.ann_file}: annotation {ann['id']} has category {ann['category_id']}")
                 continue
             b = xywh_to_xyxy(np.array([ann["bbox"]]))
-            c = clip_xyxy(b, h, w)
-            if not np.allclose(b, c):
-                self.report.add("boxes crossing the image border (clipped)",
-                                f"{self.ann_file}: annotation {ann['id']} clipped to {w}x{h}")
-            boxes.append(c[0])
+            if not np.allclose(b, clip_xyxy(b, h, w)):
+                self.report.add(CROSSING, f"{self.ann_file}: annotation {ann['id']} crosses the border of the "
+                                          f"{w}x{h} image")
+            boxes.append(b[0])
             labels.append(self.label_of[ann["category_id"]])
             ignore.append(bool(ann.get("iscrowd", 0)))
         if boxes:

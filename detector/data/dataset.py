@@ -13,6 +13,7 @@ from core.data import read_image
 from core.errors import BadImageError
 from core.seeding import epoch_seed, sample_seed
 
+from ..box_ops import clip_xyxy
 from .sample import DataReport, DetSample, ImageRecord
 from .transforms import DetTransform
 
@@ -36,7 +37,9 @@ def load_sample(rec: ImageRecord) -> DetSample:
         else:
             raise BadImageError(f"{rec.path}: image is {w}x{h}, its annotation ({rec.source}) says "
                                 f"{rec.width}x{rec.height}")
-    return DetSample(img, rec.boxes.copy(), rec.labels.copy(), rec.ignore.copy(), rec.image_id, (rec.height, rec.width))
+    # the record keeps boxes as annotated (scoring); the model trains on them clipped to the image
+    return DetSample(img, clip_xyxy(rec.boxes, rec.height, rec.width), rec.labels.copy(), rec.ignore.copy(),
+                     rec.image_id, (rec.height, rec.width))
 
 
 class DetectionDataset(Dataset):

@@ -20,7 +20,7 @@ from core.data import read_synsets
 from core.errors import DataError
 
 from ..box_ops import clip_xyxy, inclusive_to_xyxy
-from .sample import DataReport, ImageRecord, empty_boxes
+from .sample import CROSSING, DataReport, ImageRecord, empty_boxes
 
 MAP_DET = os.path.join(os.path.dirname(__file__), "map_det.txt")
 BLACKLIST_NAME = "ILSVRC2015_det_validation_blacklist.txt"
@@ -84,8 +84,9 @@ def image_size(path: str) -> tuple[int, int] | None:
 def boxes_from_objects(objects: list[XmlObject], width: int, height: int, class_index: dict[str, int],
                        source: str, report: DataReport, origin: int = 0) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Objects -> (boxes [N, 4] xyxy, labels [N], indices of the kept objects); unknown names
-    skipped, inverted boxes dropped, boxes crossing the border clipped and boxes wholly outside
-    dropped; each reported with the file named."""
+    skipped, inverted boxes and boxes wholly outside the image dropped; each reported with the
+    file named. A box crossing the border is kept as annotated (the devkits score it so) and
+    reported; training clips it (``detector.data.dataset.load_sample``)."""
     boxes, labels, kept = [], [], []
     for i, obj in enumerate(objects):
         if obj.name not in class_index:
@@ -102,9 +103,9 @@ def boxes_from_objects(objects: list[XmlObject], width: int, height: int, class_
                 report.add("boxes outside the image (dropped)", f"{source}: {obj.name} box {obj.box} is outside "
                                                                 f"the {width}x{height} image")
                 continue
-            report.add("boxes crossing the image border (clipped)", f"{source}: {obj.name} box {obj.box} clipped "
-                                                                    f"to the {width}x{height} image")
-        boxes.append(clipped[0])
+            report.add(CROSSING, f"{source}: {obj.name} box {obj.box} crosses the border of the {width}x{height} "
+                                 "image")
+        boxes.append(b[0])
         labels.append(class_index[obj.name])
         kept.append(i)
     if not boxes:

@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+# Ground truth is kept as annotated, as the devkits score it; only what training sees is clipped.
+CROSSING = "boxes crossing the image border (scored as annotated, clipped for training)"
+
+
 @dataclass
 class DetSample:
     image: np.ndarray  # [H, W, 3] uint8 RGB
