@@ -174,10 +174,11 @@ def read_voc_results(source: str, records: list, classes: list[str]) -> list[Ima
     the file name's tail after ``_det_<split>_``; boxes back from 1-based inclusive pixels."""
     position = {str(r.image_id): i for i, r in enumerate(records)}
     by_tail = {class_file_name(c): k + 1 for k, c in enumerate(classes)}
+    longest_first = sorted(by_tail.items(), key=lambda t: -len(t[0]))  # "traffic_light" before "light"
     rows = []
     for path in voc_results_files(source):
         stem = os.path.splitext(os.path.basename(path))[0]
-        label = next((lab for tail, lab in sorted(by_tail.items(), key=lambda t: -len(t[0]))
+        label = next((lab for tail, lab in longest_first
                       if stem.endswith("_" + tail) and "_det_" in stem[:-len(tail)]), None)
         if label is None:
             raise ResultsError(f"{path}: not <comp>_det_<split>_<class>.txt for a class of the data set "
