@@ -72,29 +72,17 @@ def read_ilsvrc_results(path: str, records: list, det_ids: list[int]) -> list[Im
     position = {r.index: i for i, r in enumerate(records)}
     label_of = {d: k + 1 for k, d in enumerate(det_ids)}
     rows = []
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 7:
-                raise ResultsError(f"{path}:{n}: expected 7 fields '<image_index> <DET_ID> <confidence> <xmin> <ymin> "
-                                   f"<xmax> <ymax>', got {len(parts)}: {line.strip()!r}")
-            try:
-                index, det_id = int(parts[0]), int(parts[1])
-                score, box = float(parts[2]), [float(v) for v in parts[3:]]
-            except ValueError:
-                raise ResultsError(f"{path}:{n}: not numbers: {line.strip()!r}") from None
-            if index not in position:
-                raise ResultsError(f"{path}:{n}: image index {index} is not in the split being scored")
-            if det_id not in label_of:
-                raise ResultsError(f"{path}:{n}: class id {det_id} is not one of the {len(det_ids)} classes")
-            if not math.isfinite(score) or not all(math.isfinite(v) for v in box):
-                raise ResultsError(f"{path}:{n}: score or box is not a finite number: {line.strip()!r}")
-            if box[2] < box[0] or box[3] < box[1]:
-                raise ResultsError(f"{path}:{n}: box has xmax < xmin or ymax < ymin: {line.strip()!r}")
-            rows.append((position[index], label_of[det_id], score,
-                         inclusive_to_xyxy(np.array([box]), dtype=np.float64)[0].tolist()))
+    for n, parts, score, box in _result_lines(path, "<image_index> <DET_ID> <confidence> <xmin> <ymin> <xmax> <ymax>"):
+        try:
+            index, det_id = int(parts[0]), int(parts[1])
+        except ValueError:
+            raise ResultsError(f"{path}:{n}: not numbers: {' '.join(parts)!r}") from None
+        if index not in position:
+            raise ResultsError(f"{path}:{n}: image index {index} is not in the split being scored")
+        if det_id not in label_of:
+            raise ResultsError(f"{path}:{n}: class id {det_id} is not one of the {len(det_ids)} classes")
+        rows.append((position[index], label_of[det_id], score,
+                     inclusive_to_xyxy(np.array([box]), dtype=np.float64)[0].tolist()))
     return _collect(len(records), rows)
 
 
@@ -189,24 +177,34 @@ def read_voc_results(source: str, records: list, classes: list[str]) -> list[Ima
 
 def _voc_rows(path: str, label: int, position: dict[str, int]) -> list[tuple[int, int, float, list[float]]]:
     rows = []
+    for n, parts, score, box in _result_lines(path, "<image_id> <confidence> <xmin> <ymin> <xmax> <ymax>"):
+        if parts[0] not in position:
+            raise ResultsError(f"{path}:{n}: image {parts[0]!r} is not in the split being scored")
+        rows.append((position[parts[0]], label, score,
+                     inclusive_to_xyxy(np.array([box]), origin=1, dtype=np.float64)[0].tolist()))
+    return rows
+
+
+def _result_lines(path: str, fields: str):
+    """``(line number, fields, score, box)`` of each non-empty line of a results file whose lines are
+    ``fields`` (the score fifth from the end, then the box: ILSVRC's and VOC's). A line of another
+    length, with a field that is not a number, a non-finite number or an inverted box is a
+    :class:`ResultsError` naming the file and line."""
+    width = len(fields.split())
     with open(path) as f:
         for n, line in enumerate(f, 1):
             parts = line.split()
             if not parts:
                 continue
-            if len(parts) != 6:
-                raise ResultsError(f"{path}:{n}: expected 6 fields '<image_id> <confidence> <xmin> <ymin> <xmax> "
-                                   f"<ymax>', got {len(parts)}: {line.strip()!r}")
+            if len(parts) != width:
+                raise ResultsError(f"{path}:{n}: expected {width} fields '{fields}', got {len(parts)}: "
+                                   f"{line.strip()!r}")
             try:
-                score, box = float(parts[1]), [float(v) for v in parts[2:]]
+                score, box = float(parts[-5]), [float(v) for v in parts[-4:]]
             except ValueError:
                 raise ResultsError(f"{path}:{n}: not numbers: {line.strip()!r}") from None
-            if parts[0] not in position:
-                raise ResultsError(f"{path}:{n}: image {parts[0]!r} is not in the split being scored")
             if not math.isfinite(score) or not all(math.isfinite(v) for v in box):
                 raise ResultsError(f"{path}:{n}: score or box is not a finite number: {line.strip()!r}")
             if box[2] < box[0] or box[3] < box[1]:
                 raise ResultsError(f"{path}:{n}: box has xmax < xmin or ymax < ymin: {line.strip()!r}")
-            rows.append((position[parts[0]], label, score,
-                         inclusive_to_xyxy(np.array([box]), origin=1, dtype=np.float64)[0].tolist()))
-    return rows
+            yield n, parts, score, box
