@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
@@ -25,19 +26,17 @@ from ..final import load_final
 from .cache import cache_key, load_detections, save_detections
 from .ground_truth import GroundTruth
 
+if TYPE_CHECKING:
+    from .run import EvalRequest
+
 
 @dataclass
 class Plan:
-    """What to run: the members (``names`` -> ``paths``), and the ensemble's name and method, if any."""
+    """The models to run: the members (``names`` -> ``paths``) and the ensemble's name, if any."""
 
     paths: list[str]
     names: list[str]
     ensemble: str | None
-    method: str
-    batch_size: int
-    fuse_iou: float
-    use_cache: bool
-    progress: bool
 
 
 def loader(gt: GroundTruth, batch_size: int, workers: int, rank: int, world: int) -> DataLoader:
@@ -75,21 +74,21 @@ def predict_ensemble(models: list, batches, device: torch.device, n_images: int,
     return ens, members
 
 
-def detections(cfg: DetConfig, plan: Plan, gt: GroundTruth, out: str, device, rank: int,
+def detections(cfg: DetConfig, req: EvalRequest, plan: Plan, gt: GroundTruth, out: str, device, rank: int,
                world: int) -> tuple[dict[str, list[ImageDetections]], dict[str, float]]:
     """``(detections, inference seconds)`` per result set: the members in order, the ensemble last.
     A member scored inside the ``shared`` ensemble's pass has NaN seconds (its time is the
     ensemble's). Rank 0 caches what it computed."""
-    keys = {s: cache_key(cfg, [p], None, plan.batch_size) for s, p in zip(plan.names, plan.paths)}
+    keys = {s: cache_key(cfg, [p], None, req.batch_size) for s, p in zip(plan.names, plan.paths)}
     if plan.ensemble:
-        keys[plan.ensemble] = cache_key(cfg, plan.paths, plan.method, plan.batch_size)
-    dets, seconds = cached(keys, out, len(gt.records)) if plan.use_cache else ({}, {})
+        keys[plan.ensemble] = cache_key(cfg, plan.paths, req.method, req.batch_size)
+    dets, seconds = cached(keys, out, len(gt.records)) if req.cache else ({}, {})
     fresh = [s for s in keys if s not in dets]
-    images = loader(gt, plan.batch_size, cfg.data.workers, rank, world)
+    images = loader(gt, req.batch_size, cfg.data.workers, rank, world)
     autocast, _ = amp_for(device, cfg.amp)
-    progress = plan.progress and rank == 0
+    progress = req.progress and rank == 0
     todo = [k for k, s in enumerate(plan.names) if s not in dets]
-    if plan.ensemble in fresh and plan.method == "shared":  # one pass: the ensemble and the members not cached
+    if plan.ensemble in fresh and req.method == "shared":  # one pass: the ensemble and the members not cached
         models = [load_final(p)[0].to(device) for p in plan.paths]
         check_compatible(models)
         tic = time.perf_counter()
@@ -106,7 +105,7 @@ def detections(cfg: DetConfig, plan: Plan, gt: GroundTruth, out: str, device, ra
         dets[plan.names[k]], seconds[plan.names[k]] = gather(d, world), time.perf_counter() - tic
     if plan.ensemble and plan.ensemble not in dets:  # nms / wbf over the members' detections
         tic = time.perf_counter()
-        dets[plan.ensemble] = [fuse_detections([dets[s][i] for s in plan.names], plan.method, plan.fuse_iou,
+        dets[plan.ensemble] = [fuse_detections([dets[s][i] for s in plan.names], req.method, req.fuse_iou,
                                                (r.height, r.width), cfg.model.box_detections_per_img)
                                for i, r in enumerate(gt.records)]
         seconds[plan.ensemble] = time.perf_counter() - tic

@@ -61,9 +61,8 @@ def run(cfg: DetConfig, req: EvalRequest) -> dict:
         dets, seconds, sources = {name: read_results(req.detections, gt)}, {}, {name: req.detections}
     else:
         paths, names = members(cfg, req)
-        plan = Plan(paths, names, f"ensemble{len(paths)}_{req.method}" if req.ensemble else None, req.method,
-                    req.batch_size, req.fuse_iou, req.cache, req.progress)
-        dets, seconds = detections(cfg, plan, gt, out, device, rank, world)
+        plan = Plan(paths, names, f"ensemble{len(paths)}_{req.method}" if req.ensemble else None)
+        dets, seconds = detections(cfg, req, plan, gt, out, device, rank, world)
         sources = dict(zip(names, paths))
     if rank != 0:
         return {}
