@@ -106,14 +106,48 @@ def shutdown_distributed() -> None:
         dist.destroy_process_group()
 
 
-def amp_for(device: torch.device, enabled: bool):
-    """``(autocast_factory, grad_scaler_or_None)``: bf16 autocast where the GPU supports it, else
-    fp16 with a gradient scaler; on the CPU, or when disabled, plain fp32 and no scaler."""
-    if not enabled or device.type != "cuda":
+# What ``amp`` may say in a config; YAML reads a bare ``off``/``true`` as a boolean, so ``False``
+# means off and ``True`` means auto.
+Amp = Literal["auto", "bf16", "fp16", "off"]
+
+
+def amp_dtype(device: torch.device, mode: str | bool) -> torch.dtype | None:
+    """The autocast dtype ``mode`` asks for on ``device`` (None: plain fp32).
+
+    ``auto``: bf16 on a GPU that has it, else fp16; fp32 on the CPU, where bf16 pays only on
+    processors with bf16 matrix units (AMX, AVX512-BF16) and is slower elsewhere. ``bf16`` and
+    ``fp16`` are the same autocast on either device, which is how the CPU test suite runs the
+    mixed-precision path that GPUs take."""
+    mode = {True: "auto", False: "off"}.get(mode, mode) if isinstance(mode, bool) else mode
+    if mode == "off":
+        return None
+    if mode == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if mode == "bf16":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise DeviceError(f"amp=bf16: {torch.cuda.get_device_name(device)} has no bfloat16; use amp=fp16 or auto")
+        return torch.bfloat16
+    if mode == "fp16":
+        return torch.float16
+    raise ConfigError(f"amp must be auto, bf16, fp16 or off, got {mode!r}")
+
+
+def amp_for(device: torch.device, mode: str | bool):
+    """``(autocast_factory, grad_scaler_or_None)`` for :func:`amp_dtype`'s choice: one code path
+    for ``cuda`` and ``cpu``. fp16 gets a gradient scaler (its range underflows small gradients);
+    bf16 has fp32's range and needs none."""
+    dtype = amp_dtype(device, mode)
+    if dtype is None:
         return contextlib.nullcontext, None
-    if torch.cuda.is_bf16_supported():
-        return functools.partial(torch.autocast, device_type="cuda", dtype=torch.bfloat16), None
-    return functools.partial(torch.autocast, device_type="cuda", dtype=torch.float16), torch.amp.GradScaler("cuda")
+    autocast = functools.partial(torch.autocast, device_type=device.type, dtype=dtype)
+    return autocast, (torch.amp.GradScaler(device.type) if dtype == torch.float16 else None)
+
+
+def amp_name(device: torch.device, mode: str | bool) -> str:
+    """``bf16``, ``fp16`` or ``fp32``: what ``mode`` runs as on ``device`` (for logs and tables)."""
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype(device, mode)]
 
 
 def split_batch(batch_size: int, world: int) -> int:

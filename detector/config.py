@@ -12,6 +12,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from core.runtime import Amp
+
 from .data.build import DetDataConfig
 from .engine import lr_at
 from .model import GoogLeNetFasterRCNN, googlenet_faster_rcnn
@@ -60,7 +62,7 @@ class DetConfig:
     model_index: int = 0  # ensemble member k: its own seed and data order, in <work_dir>/<name>/model_<k>/
     seed: int = 0
     device: str = "auto"
-    amp: bool = True
+    amp: Amp | bool = "auto"  # auto | bf16 | fp16 | off, as pretraining's (core.runtime.amp_dtype)
     epochs: int = 12
     batch_size: int = 16  # global
     eval_every: int = 1

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.rpn import RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import FeaturePyramidNetwork, FrozenBatchNorm2d, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
@@ -68,6 +69,26 @@ class C4BoxHead(nn.Module):
         return torch.flatten(nn.functional.adaptive_avg_pool2d(self.body(x), 1), 1)  # [K, 1024]
 
 
+# Box deltas and scores leave the heads in fp32: under autocast they would be bf16/fp16, and
+# torchvision's BoxCoder.decode casts the anchors and proposals to the deltas' dtype
+# (``boxes.to(rel_codes.dtype)``), which rounds every box to 8 significant bits in bf16 (steps of
+# 2 px at 300-500 px).
+class RPNHeadFP32(RPNHead):
+    """torchvision's RPN head, its objectness and deltas in fp32 (same parameters and keys)."""
+
+    def forward(self, x: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        logits, deltas = super().forward(x)
+        return [t.float() for t in logits], [t.float() for t in deltas]
+
+
+class FastRCNNPredictorFP32(FastRCNNPredictor):
+    """torchvision's region predictor, its class logits and box deltas in fp32."""
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        scores, deltas = super().forward(x)
+        return scores.float(), deltas.float()
+
+
 class ClassOnlyPredictor(nn.Module):
     """The 2014 entry used no bounding-box regression: class scores only; the box deltas are
     zeros (constant, so the regression loss carries no gradient and proposals pass unchanged)."""
@@ -79,7 +100,7 @@ class ClassOnlyPredictor(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         x = x.flatten(1)
-        return self.cls_score(x), x.new_zeros(x.shape[0], self.num_classes * 4)
+        return self.cls_score(x).float(), x.new_zeros(x.shape[0], self.num_classes * 4, dtype=torch.float32)
 
 
 class FPNBackbone(nn.Module):
@@ -224,12 +245,13 @@ def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = 
     body, strides, roi, box_head, rep = _region_parts(net, head)
     sizes = anchor_sizes_for(strides)
     anchors = AnchorGenerator(sizes=sizes, aspect_ratios=((0.5, 1.0, 2.0),) * len(sizes))
-    predictor = FastRCNNPredictor(rep, num_classes + 1) if bbox_reg else ClassOnlyPredictor(rep, num_classes + 1)
+    predictor = FastRCNNPredictorFP32(rep, num_classes + 1) if bbox_reg else ClassOnlyPredictor(rep, num_classes + 1)
     model = GoogLeNetFasterRCNN(
         body, head_kind=head, bbox_reg=bbox_reg, image_mean=mean, image_std=std,
         backbone_layout={"variant": net.variant, "norm": net.norm, "transform_input": net.transform_input,
                          "mean": mean, "std": std},
-        rpn_anchor_generator=anchors, box_roi_pool=roi, box_head=box_head, box_predictor=predictor,
+        rpn_anchor_generator=anchors, rpn_head=RPNHeadFP32(body.out_channels, anchors.num_anchors_per_location()[0]),
+        box_roi_pool=roi, box_head=box_head, box_predictor=predictor,
         rpn_pre_nms_top_n_train=rpn_pre_nms_top_n_train, rpn_post_nms_top_n_train=rpn_post_nms_top_n_train,
         rpn_pre_nms_top_n_test=rpn_pre_nms_top_n_test, rpn_post_nms_top_n_test=rpn_post_nms_top_n_test,
         rpn_batch_size_per_image=rpn_batch_size_per_image, box_batch_size_per_image=box_batch_size_per_image,

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from core.config import ConfigError
+from core.runtime import Amp
 
 from ..aux import GoogLeNetWithAux
 from ..googlenet import googlenet
@@ -72,7 +73,9 @@ class PretrainConfig:
     work_dir: str = "work_dirs"
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
-    amp: bool = True  # CUDA only: bf16 autocast where supported, else fp16 + grad scaler
+    # autocast: auto (bf16 on a GPU that has it, else fp16 with a gradient scaler; fp32 on the CPU),
+    # bf16, fp16 (either device) or off; true/false read as auto/off
+    amp: Amp | bool = "auto"
     epochs: int = 60
     batch_size: int = 256  # global, over all processes
     eval_every: int = 1  # epochs
