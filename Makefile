@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench check clean
 
 # torch/torchvision pinned to the releases on this project's machines' disk (a CUDA build of the
 # same versions elsewhere); everything else from setup.py's ranges.
@@ -37,6 +37,10 @@ demo: $(STAMP)
 	@for k in $(MEMBERS); do echo "== detector $$k of the ensemble: tools/train_det.py configs/toy_det.yaml model_index=$$k"; \
 		$(PY) tools/train_det.py configs/toy_det.yaml model_index=$$k $(DET_ARGS) || exit 1; done
 	$(PY) tools/eval_map.py configs/toy_det.yaml --ensemble $(words $(MEMBERS)) --metric all --draw 8 $(DET_ARGS) $(EVAL_ARGS)
+
+# Every CUDA path once (README: "First run on a GPU machine"): run it first on a new machine.
+check: $(STAMP)
+	$(PY) tools/selfcheck.py
 
 bench: $(STAMP)
 	$(PY) tools/benchmark.py backbone

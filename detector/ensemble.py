@@ -132,6 +132,19 @@ def detect_shared(models: list[GoogLeNetFasterRCNN], images: list[Tensor],
     return _postprocess(ref, probs, deltas, union, sizes), members
 
 
+@torch.inference_mode()
+def region_probabilities(models: list[GoogLeNetFasterRCNN], images: list[Tensor],
+                         regions: list[Tensor]) -> list[Tensor]:
+    """Class probabilities of given regions, averaged over the members: per image ``[R, C+1]``
+    (background first) for ``regions[i]`` (``[R, 4]`` xyxy in the resized image's pixels). The
+    shared ensemble's scoring without its proposals: R-CNN with external proposals, and the
+    self-check's comparison of devices and dtypes on the same regions."""
+    batch, _ = models[0].transform(images)
+    boxes = [r.to(batch.tensors.device, torch.float32) for r in regions]
+    probs = sum(_head(m, m.backbone(batch.tensors), boxes, batch.image_sizes)[0] for m in models) / len(models)
+    return list(probs.split([len(b) for b in boxes]))
+
+
 def fuse_detections(per_member: list[ImageDetections], method: Literal["nms", "wbf"], iou: float, size: tuple[int, int],
                     max_dets: int = 100) -> ImageDetections:
     """One image's detections from the members' final detections: per-class NMS over their union,

@@ -55,32 +55,34 @@ def export(model: nn.Module, fmt: str, path: str, example: Tensor, meta: dict) -
     return path
 
 
-def load_runner(fmt: str, path: str):
-    """A callable ``image [3, H, W] -> (boxes, scores, labels)`` as numpy, for the exported file."""
+def load_runner(fmt: str, path: str, device: torch.device | str = "cpu"):
+    """A callable ``image [3, H, W] -> (boxes, scores, labels)`` as numpy, for the exported file;
+    a TorchScript file runs on ``device`` (where it was traced), an ONNX file on onnxruntime's CPU."""
     if fmt == "torchscript":
-        module = torch.jit.load(path).eval()
+        module = torch.jit.load(path, map_location=device).eval()
 
         def run(image: Tensor):
             with torch.inference_mode():
-                return tuple(t.numpy() for t in module(image))
+                return tuple(t.cpu().numpy() for t in module(image.to(device)))
         return run
     try:
         import onnxruntime as ort
     except ImportError:
         raise RuntimeError("checking the ONNX file needs onnxruntime: pip install onnxruntime") from None
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    return lambda image: tuple(session.run(None, {"image": image.numpy()}))
+    return lambda image: tuple(session.run(None, {"image": image.cpu().numpy()}))
 
 
 def parity(model: nn.Module, runner, images: list[Tensor], box_tol: float = 1e-2, score_tol: float = 1e-4) -> dict:
     """Eager against exported on each image: the same detections (count, labels), boxes within
     ``box_tol`` pixels and scores within ``score_tol``. Returns the worst differences and ``ok``."""
     net = Deployable(model)
+    device = next(model.parameters()).device
     worst = {"images": len(images), "detections": 0, "max_box_diff": 0.0, "max_score_diff": 0.0, "ok": True,
              "problem": None}
     for i, image in enumerate(images):
         with torch.inference_mode():
-            ref = [t.numpy() for t in net(image)]
+            ref = [t.cpu().numpy() for t in net(image.to(device))]
         got = runner(image)
         if len(got[1]) != len(ref[1]) or not np.array_equal(np.asarray(got[2]), ref[2]):
             worst.update(ok=False, problem=f"image {i}: {len(got[1])} detections (labels {list(got[2])[:5]}...) "
