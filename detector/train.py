@@ -22,7 +22,7 @@ from core.trainer import Trainer
 
 from .config import RUNTIME_KEYS, DetConfig, build_model, build_optimizer, build_schedule
 from .data.build import build_detection_data
-from .data.dataset import GroupedBatchSampler, collate, with_epoch_report
+from .data.dataset import GroupedBatchSampler, collate, shape_batches, with_epoch_report
 from .engine import predict, train_one_epoch
 from .evaluation import evaluate_ilsvrc, evaluate_voc
 from .final import FINAL_NAME, read_final, save_final
@@ -30,8 +30,9 @@ from .final import FINAL_NAME, read_final, save_final
 
 def score(cfg: DetConfig, model: nn.Module, val_ds, val_index, device, autocast) -> dict:
     """mAP (``cfg.eval_metric``) on the validation split: ``{"map", "ap" [C]}``."""
-    loader = DataLoader(val_ds, batch_size=max(1, cfg.batch_size // 4), num_workers=cfg.data.workers,
-                        collate_fn=collate)
+    batches = shape_batches(val_index.records, cfg.data.test_scale, cfg.data.max_size, cfg.batch_size)
+    loader = DataLoader(val_ds, batch_sampler=batches, num_workers=cfg.data.workers, collate_fn=collate,
+                        pin_memory=device.type == "cuda")
     dets = predict(model, with_epoch_report(loader, "evaluation"), device, len(val_ds), autocast, cfg.progress)
     n = len(val_index.classes)
     res = (evaluate_ilsvrc(val_index.records, dets, n) if cfg.eval_metric == "ilsvrc"

@@ -142,17 +142,60 @@ def test_too_few_members_is_one_line_naming_what_is_missing(trained, tmp_path):
 
 
 def test_two_processes_score_as_one(trained, tmp_path):
-    # one image a batch: a batch pads its images to the largest, which moves the detections a little
     root, work = trained
-    one = report(run([EVAL, *common(root, work), "--batch-size", "1", "--out", str(tmp_path / "one")]),
-                 str(tmp_path / "one"))
+    one = report(run([EVAL, *common(root, work), "--out", str(tmp_path / "one")]), str(tmp_path / "one"))
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", EVAL,
-                          *common(root, work), "--batch-size", "1", "--out", str(tmp_path / "two")], cwd=ROOT,
+                          *common(root, work), "--out", str(tmp_path / "two")], cwd=ROOT,
                          capture_output=True,
                          text=True, timeout=900, env={**os.environ, "PYTHONPATH": ROOT})
     rep = report(two, str(tmp_path / "two"))
     for k in ("model_0", "model_1"):
         assert rep["results"][k]["ilsvrc"]["map"] == pytest.approx(one["results"][k]["ilsvrc"]["map"], abs=1e-6)
+
+
+def test_batches_of_8_score_as_batches_of_1(trained, tmp_path):
+    """Batches hold images of one padded shape, so the per-class APs (and the detections) are
+    batch size 1's; the miniature's val images come in several shapes, portrait and landscape."""
+    root, work = trained
+    reps = {b: report(run([EVAL, *common(root, work), "--batch-size", str(b), "--metric", "all", "--out",
+                           str(tmp_path / str(b))]), str(tmp_path / str(b))) for b in (1, 8)}
+    for k in ("model_0", "model_1"):
+        for metric in ("ilsvrc", "voc", "coco"):
+            one, eight = reps[1]["results"][k][metric], reps[8]["results"][k][metric]
+            assert one["map"] == pytest.approx(eight["map"], abs=1e-3), (k, metric)
+            for a, b in zip(one.get("ap", []), eight.get("ap", [])):
+                assert (a is None and b is None) or a == pytest.approx(b, abs=1e-3), (k, metric)
+        single, batched = _detections(tmp_path / "1" / k), _detections(tmp_path / "8" / k)
+        assert len(single) == len(batched) > 20
+        for a, b in zip(single, batched):
+            assert a[:2] == b[:2] and a[2] == pytest.approx(b[2], abs=1e-4)
+            np.testing.assert_allclose(a[3], b[3], atol=0.05)
+
+
+def test_bf16_autocast_on_the_cpu_detects_what_fp32_detects(trained, tmp_path):
+    """amp=bf16: the autocast path GPUs take, run on the CPU; boxes stay fp32 (the heads hand
+    torchvision fp32 deltas), so the detections are fp32's within bf16's rounding of the scores."""
+    root, work = trained
+    member = ["--checkpoints", os.path.join(work, "googlenet_toy_det", "model_0", "model_final.pth")]
+    fp32 = report(run([EVAL, *common(root, work), "--out", str(tmp_path / "fp32"), *member]), str(tmp_path / "fp32"))
+    bf16 = report(run([EVAL, *common(root, work), "amp=bf16", "--out", str(tmp_path / "bf16"), *member]),
+                  str(tmp_path / "bf16"))
+    assert bf16["results"]["model_0"]["ilsvrc"]["map"] == pytest.approx(
+        fp32["results"]["model_0"]["ilsvrc"]["map"], abs=0.03)
+    ref, got = _detections(tmp_path / "fp32" / "model_0"), _detections(tmp_path / "bf16" / "model_0")
+    z = np.load(tmp_path / "bf16" / "model_0" / "detections.npz")
+    assert z["boxes"].dtype == np.float32 and np.isfinite(z["boxes"]).all() and np.isfinite(z["scores"]).all()
+    best = {}  # per image and class, the best box: compare those (lower ones swap places under rounding)
+    for i, lab, s, box in ref:
+        best.setdefault((i, lab), (s, box))
+    found = {}
+    for i, lab, s, box in got:
+        found.setdefault((i, lab), []).append((s, box))
+    close = 0
+    for key, (s, box) in best.items():
+        cands = found.get(key, [])
+        close += any(abs(t - s) <= 0.02 and np.abs(np.subtract(b, box)).max() <= 1.0 for t, b in cands)
+    assert close >= 0.9 * len(best), (close, len(best))
 
 
 def test_fuse_nms_keeps_the_best_of_overlapping_boxes():

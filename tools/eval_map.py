@@ -40,9 +40,9 @@ def main(argv: list[str] | None = None) -> int:
                         "VOC per-class files (a folder, a glob, or a *_det_*.txt file)")
     p.add_argument("--out",
                    help="folder for the report, results files and plots (default: work_dirs/<name>/eval_<split>)")
-    p.add_argument("--batch-size", type=int, default=1,
-                   help="images a batch; more is faster on a GPU, but a batch pads its images to the largest, "
-                        "which moves the scores a little (1: the same numbers as training's evaluation)")
+    p.add_argument("--batch-size", type=int, default=8,
+                   help="images a batch at most; a batch holds images that pad to one shape, so any batch size "
+                        "gives batch size 1's detections")
     p.add_argument("--draw", type=int, default=0, metavar="N",
                    help="draw the ensemble's (else the last model's) detections on the first N images")
     p.add_argument("--no-cache", action="store_true", help="run the models even where cached detections are valid")

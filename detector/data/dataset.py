@@ -15,7 +15,7 @@ from core.seeding import epoch_seed, sample_seed
 
 from ..box_ops import clip_xyxy
 from .sample import DataReport, DetSample, ImageRecord
-from .transforms import DetTransform
+from .transforms import DetTransform, resized_size
 
 
 @dataclass
@@ -157,6 +157,26 @@ class GroupedBatchSampler(torch.utils.data.Sampler[list[int]]):
 
     def __len__(self) -> int:
         return max(0, self._limit() - self.start_step)
+
+
+# torchvision's GeneralizedRCNNTransform pads a batch to its largest image, rounded up to this
+# (``size_divisible``); a lone image is padded the same way.
+PAD_STRIDE = 32
+
+
+def shape_batches(records: list[ImageRecord], short: int, max_size: int, batch_size: int,
+                  stride: int = PAD_STRIDE) -> list[list[int]]:
+    """Evaluation batches whose images are padded exactly as each would be alone: grouped by
+    the size they are resized to, rounded up to ``stride``. Padding an image beyond that (a
+    portrait image to a landscape one's width) moves its features near the right and bottom edges
+    (the padding is the mean colour, the convolutions' own border is zeros of the features) and
+    adds anchors over the padding; within a group a batch computes what batch size 1 computes. Record order within a
+    group, groups in order of first appearance; sizes come from the annotations, nothing is decoded."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, r in enumerate(records):
+        h, w = resized_size(r.height, r.width, short, max_size)
+        groups.setdefault((-(-h // stride), -(-w // stride)), []).append(i)
+    return [g[k:k + batch_size] for g in groups.values() for k in range(0, len(g), batch_size)]
 
 
 def with_epoch_report(loader, what: str, log=None):

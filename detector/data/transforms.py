@@ -18,11 +18,17 @@ def resize_scale(height: int, width: int, short: int, max_size: int) -> float:
     return min(short / min(height, width), max_size / max(height, width))
 
 
+def resized_size(height: int, width: int, short: int, max_size: int) -> tuple[int, int]:
+    """``(height, width)`` after :func:`resize_image` (known from the annotation, without decoding)."""
+    f = resize_scale(height, width, short, max_size)
+    return max(1, round(height * f)), max(1, round(width * f))
+
+
 def resize_image(image: np.ndarray, short: int, max_size: int) -> np.ndarray:
     """``[H, W, 3]`` -> the image with its shorter side ``short``, its longer at most ``max_size``."""
     h, w = image.shape[:2]
     f = resize_scale(h, w, short, max_size)
-    nh, nw = max(1, round(h * f)), max(1, round(w * f))
+    nh, nw = resized_size(h, w, short, max_size)
     return cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR if f > 1 else cv2.INTER_AREA)
 
 

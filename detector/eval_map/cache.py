@@ -15,16 +15,17 @@ from ..config import DetConfig
 from ..evaluation import ImageDetections
 
 # part of the cache key: bump when inference or the ensemble methods change what they produce
-DETECTIONS_VERSION = 2
+DETECTIONS_VERSION = 3
 
 
-def cache_key(cfg: DetConfig, checkpoints: list[str], method: str | None, batch_size: int) -> str:
+def cache_key(cfg: DetConfig, checkpoints: list[str], method: str | None, precision: str) -> str:
     """What a set of detections depends on: the checkpoints (path, size, mtime), the data, the scale
-    and the batch size (a batch pads its images to the largest, which moves detections a little)."""
+    and the precision it ran in (fp32, bf16, fp16). Not the batch size: batches hold images of one
+    padded shape (``shape_batches``), so they compute what batch size 1 does."""
     parts = [(os.path.abspath(p), os.path.getsize(p), os.stat(p).st_mtime_ns) for p in checkpoints]
     d = cfg.data
     blob = json.dumps([DETECTIONS_VERSION, parts, method, d.format, os.path.abspath(d.root), d.val_split,
-                       d.test_scale, d.max_size, batch_size])
+                       d.test_scale, d.max_size, precision])
     return hashlib.sha1(blob.encode()).hexdigest()
 
 

@@ -15,10 +15,10 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from core.records import log
-from core.runtime import amp_for
+from core.runtime import amp_for, amp_name
 
 from ..config import DetConfig
-from ..data.dataset import collate, with_epoch_report
+from ..data.dataset import collate, shape_batches, with_epoch_report
 from ..engine import predict, to_original
 from ..ensemble import check_compatible, detect_shared, fuse_detections
 from ..evaluation import ImageDetections
@@ -39,10 +39,13 @@ class Plan:
     ensemble: str | None
 
 
-def loader(gt: GroundTruth, batch_size: int, workers: int, rank: int, world: int) -> DataLoader:
-    """This process's share of the images (every world-th one), unshuffled."""
+def loader(cfg: DetConfig, gt: GroundTruth, batch_size: int, rank: int, world: int) -> DataLoader:
+    """This process's share of the images (every world-th one), unshuffled, in batches of images
+    that pad to one shape (:func:`shape_batches`: the detections are batch size 1's)."""
     ds = gt.dataset if world == 1 else Subset(gt.dataset, range(rank, len(gt.records), world))
-    return DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate)
+    batches = shape_batches(gt.records[rank::world], cfg.data.test_scale, cfg.data.max_size, batch_size)
+    return DataLoader(ds, batch_sampler=batches, num_workers=cfg.data.workers, collate_fn=collate,
+                      pin_memory=torch.cuda.is_available())
 
 
 def gather(dets: list[ImageDetections], world: int) -> list[ImageDetections]:
@@ -79,12 +82,13 @@ def detections(cfg: DetConfig, req: EvalRequest, plan: Plan, gt: GroundTruth, ou
     """``(detections, inference seconds)`` per result set: the members in order, the ensemble last.
     A member scored inside the ``shared`` ensemble's pass has NaN seconds (its time is the
     ensemble's). Rank 0 caches what it computed."""
-    keys = {s: cache_key(cfg, [p], None, req.batch_size) for s, p in zip(plan.names, plan.paths)}
+    precision = amp_name(device, cfg.amp)
+    keys = {s: cache_key(cfg, [p], None, precision) for s, p in zip(plan.names, plan.paths)}
     if plan.ensemble:
-        keys[plan.ensemble] = cache_key(cfg, plan.paths, req.method, req.batch_size)
+        keys[plan.ensemble] = cache_key(cfg, plan.paths, req.method, precision)
     dets, seconds = cached(keys, out, len(gt.records)) if req.cache else ({}, {})
     fresh = [s for s in keys if s not in dets]
-    images = loader(gt, req.batch_size, cfg.data.workers, rank, world)
+    images = loader(cfg, gt, req.batch_size, rank, world)
     autocast, _ = amp_for(device, cfg.amp)
     progress = req.progress and rank == 0
     todo = [k for k, s in enumerate(plan.names) if s not in dets]

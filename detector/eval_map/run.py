@@ -27,7 +27,7 @@ class EvalRequest:
     metrics: tuple[str, ...] = ("ilsvrc",)
     detections: str | None = None  # score this results file; no model
     out: str | None = None
-    batch_size: int = 1  # as training's evaluation; larger batches pad images to the largest (scores move)
+    batch_size: int = 8  # at most; images of one padded shape per batch (shape_batches), so the scores are batch 1's
     cache: bool = True
     fuse_iou: float = 0.55  # wbf/nms: boxes of one class overlapping this much are one object
     draw: int = 0  # draw the last result set's detections on this many images of the split

@@ -48,12 +48,15 @@ def steps(cfg: PretrainConfig, model: nn.Module, device: torch.device, amp: str,
     lr = cfg.optim.scaled_lr(len(data.labels) * world)  # scaled to the global batch, as run.py does
     optimizer = build_optimizer(model, cfg.optim, lr)
     losses: list[float] = []
-    if meter is not None:
-        meter.start()
+
+    def on_step(step: int, stats: dict) -> None:
+        losses.append(stats["loss"])
+        if step == 1 and meter is not None:  # the first step (cuDNN's autotuning, allocations) is not timed
+            meter.start()
     train_one_epoch(model, [data] * n, optimizer, build_schedule(cfg, lr, n),
                     epoch=0, start_step=0, device=device, seed=cfg.seed, scaler=scaler, autocast=autocast,
                     channels_last=cfg.model.channels_last, progress=False,
-                    on_step=lambda step, stats: losses.append(stats["loss"]))
+                    on_step=on_step)
     return losses, model
 
 
@@ -61,7 +64,7 @@ def _steps_row(row: Row, cfg: PretrainConfig, model: nn.Module, device: torch.de
                n: int, reference: float) -> None:
     meter = Meter(device)
     losses, trained = steps(cfg, on(model, device), device, mode, data, n, meter)
-    row.images_per_s, row.peak_mib = meter.stop(len(data.labels) * n)
+    row.images_per_s, row.peak_mib = meter.stop(len(data.labels) * (n - 1))
     compare(row, "loss rel. diff", relative(losses[0], reference), LOSS_RTOL[row.dtype])
     if not all(math.isfinite(v) for v in losses) or not all(torch.isfinite(p).all() for p in trained.parameters()):
         row.ok, row.detail = False, f"non-finite loss or weights: {losses}"
