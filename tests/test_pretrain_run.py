@@ -126,6 +126,16 @@ def test_two_process_ddp_equals_one_process(toy, tmp_path):
     assert (a["backbone.fc.weight"] - start["backbone.fc.weight"]).abs().max() > 1e-4  # and training moved them
 
 
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_autocast_on_the_cpu_trains_as_on_a_gpu(toy, tmp_path, amp):
+    """amp=bf16|fp16 is the GPU's autocast code on the CPU; fp16 goes through the gradient scaler,
+    whose state is checkpointed with the rest."""
+    run_tool(tiny(toy, str(tmp_path), "max_steps=2", f"amp={amp}"))
+    ckpt = torch.load(tmp_path / "t" / "checkpoint_00000002.pth", map_location="cpu", weights_only=True)
+    assert all(torch.isfinite(v.float()).all() for v in ckpt["model"].values())
+    assert (ckpt.get("scaler") is not None) == (amp == "fp16")
+
+
 def test_non_finite_loss_stops_with_a_clear_message(toy, tmp_path):
     proc = run_tool(tiny(toy, str(tmp_path), "optim.lr=1e12", "max_steps=10"), check=False)
     assert proc.returncode == 3, proc.stderr[-2000:]

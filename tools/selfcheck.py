@@ -26,15 +26,21 @@ from core.cli import EXIT_FAILED, EXIT_OK, run_guarded
 from core.runtime import amp_name, select_device, tune_cpu_allocator
 
 
-def table(rows: list[Row], memory: str) -> str:
+def line(r: Row) -> str:
     def num(x: float, fmt: str) -> str:
         return "-".rjust(9) if math.isnan(x) else format(x, fmt)
 
-    lines = [f"{'stage':<30} {'dtype':<5} {'images/s':>9} {memory:>9}  status", "-" * 76]
-    for r in rows:
-        status = ("ok" if r.ok else "FAIL") + (f"  {r.detail}" if r.detail else "")
-        lines.append(f"{r.stage:<30} {r.dtype:<5} {num(r.images_per_s, '9.1f')} {num(r.peak_mib, '9.0f')}  {status}")
-    return "\n".join(lines)
+    status = ("ok" if r.ok else "FAIL") + (f"  {r.detail}" if r.detail else "")
+    return f"{r.stage:<30} {r.dtype:<5} {num(r.images_per_s, '9.1f')} {num(r.peak_mib, '9.0f')}  {status}"
+
+
+def stages(device, modes: list[str], size: dict):
+    """The rows, each as soon as its stage is done (a hung stage leaves the ones before it printed)."""
+    yield from pretrain.pretrain_rows(device, modes, size)
+    yield from detector.train_rows(device, modes, size)
+    yield from detector.eval_rows(device, modes, size)
+    yield detector.export_row(device, size)
+    yield pretrain.ddp_row(device, size)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,10 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"selfcheck: {name}, torch {torch.__version__}, checking fp32 and {amp_name(device, amp)} against "
               f"fp32 on the CPU", flush=True)
         tic = time.perf_counter()
-        rows = (pretrain.pretrain_rows(device, modes, size) + detector.train_rows(device, modes, size)
-                + detector.eval_rows(device, modes, size) + [detector.export_row(device, size),
-                                                              pretrain.ddp_row(device, size)])
-        print(table(rows, "peak MiB" if device.type == "cuda" else "RSS MiB"))
+        memory = "peak MiB" if device.type == "cuda" else "RSS MiB"
+        print(f"{'stage':<30} {'dtype':<5} {'images/s':>9} {memory:>9}  status\n" + "-" * 76, flush=True)
+        rows = []
+        for row in stages(device, modes, size):
+            rows.append(row)
+            print(line(row), flush=True)
         failed = [r for r in rows if not r.ok]
         print(f"selfcheck: {len(rows) - len(failed)} of {len(rows)} rows ok in {time.perf_counter() - tic:.0f} s"
               + (f"; FAILED: {', '.join(f'{r.stage} ({r.dtype})' for r in failed)}" if failed else ""))

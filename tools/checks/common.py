@@ -24,7 +24,7 @@ PROB_ATOL = {"fp32": 5e-3, "bf16": 3e-2, "fp16": 1e-2}  # absolute, on class pro
 # images, the detection config's 2000 training / 300 test regions per image)
 SIZES = {
     "small": {"cls_batch": 4, "crop": 112, "det_batch": 2, "det_size": 128, "regions": 64, "steps": 2},
-    "full": {"cls_batch": 64, "crop": 224, "det_batch": 4, "det_size": 600, "regions": None, "steps": 5},
+    "full": {"cls_batch": 64, "crop": 224, "det_batch": 2, "det_size": 600, "regions": None, "steps": 5},
 }
 
 
