@@ -80,6 +80,10 @@ def init_distributed(device_choice: str = "auto") -> tuple[torch.device, int, in
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = select_device(device_choice)
     if device.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise DeviceError(f"torchrun started {os.environ.get('LOCAL_WORLD_SIZE', local_rank + 1)} processes on "
+                              f"this machine, which has {torch.cuda.device_count()} GPU(s): one process a GPU "
+                              f"(--nproc_per_node {torch.cuda.device_count()}), or device=cpu")
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():

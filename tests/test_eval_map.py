@@ -143,9 +143,10 @@ def test_too_few_members_is_one_line_naming_what_is_missing(trained, tmp_path):
 
 def test_two_processes_score_as_one(trained, tmp_path):
     root, work = trained
-    one = report(run([EVAL, *common(root, work), "--out", str(tmp_path / "one")]), str(tmp_path / "one"))
+    cpu = "device=cpu"  # gloo on the CPU, also where a GPU is (one GPU takes one process)
+    one = report(run([EVAL, *common(root, work), cpu, "--out", str(tmp_path / "one")]), str(tmp_path / "one"))
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", EVAL,
-                          *common(root, work), "--out", str(tmp_path / "two")], cwd=ROOT,
+                          *common(root, work), cpu, "--out", str(tmp_path / "two")], cwd=ROOT,
                          capture_output=True,
                          text=True, timeout=900, env={**os.environ, "PYTHONPATH": ROOT})
     rep = report(two, str(tmp_path / "two"))

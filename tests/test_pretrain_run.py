@@ -115,7 +115,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_previous(toy, reference, tmp_pa
 def test_two_process_ddp_equals_one_process(toy, tmp_path):
     # No dropout (each process draws its own masks) and the LRN layout (no batch statistics), so
     # the two runs compute the same function; gradients are averaged in another order.
-    common = ["max_steps=3", "model.dropout=0.0", "model.aux_dropout=0.0", "ema_decay=null"]
+    common = ["max_steps=3", "model.dropout=0.0", "model.aux_dropout=0.0", "ema_decay=null", "device=cpu"]
     run_tool(tiny(toy, str(tmp_path / "one"), *common))
     run_tool(tiny(toy, str(tmp_path / "two"), *common), torchrun=2)
     a = weights(str(tmp_path / "one" / "t" / "checkpoint_00000003.pth"))

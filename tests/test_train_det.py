@@ -222,7 +222,7 @@ def test_one_ddp_step_with_two_processes_equals_one_process(tmp_path):
             "data.flip=0.0", "data.photometric=0.0", "batch_size=4", "epochs=1", "max_steps=1", "progress=false",
             "model.rpn_post_nms_top_n_train=16", "model.rpn_batch_size_per_image=100000",
             "model.box_batch_size_per_image=100000", "model.rpn_post_nms_top_n_test=8", "optim.warmup_iters=0",
-            "optim.lr=0.01"]
+            "optim.lr=0.01", "device=cpu"]  # gloo on the CPU, also where a GPU is (one GPU takes one process)
     env = {**os.environ, "PYTHONPATH": ROOT}
     one = subprocess.run([sys.executable, TOOL, *args, f"work_dir={tmp_path / 'one'}"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=600)

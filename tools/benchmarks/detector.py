@@ -43,7 +43,7 @@ def _detector(name: str, num_classes: int, short: int, max_size: int) -> nn.Modu
     return build(weights=None, weights_backbone=None, num_classes=num_classes + 1, min_size=short, max_size=max_size)
 
 
-def _one_detector(args: argparse.Namespace) -> dict:
+def one_detector(args: argparse.Namespace) -> dict:
     """One model in this process (so that its peak memory is its own): train and inference img/s."""
     device = select_device(args.device)
     torch.manual_seed(0)
@@ -83,7 +83,7 @@ def _one_detector(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     if args.one:
-        print("RESULT " + json.dumps(_one_detector(args)))
+        print("RESULT " + json.dumps(one_detector(args)))
         return 0
     rows = []
     for name in DETECTORS:
