@@ -168,10 +168,11 @@ def shape_batches(records: list[ImageRecord], short: int, max_size: int, batch_s
                   stride: int = PAD_STRIDE) -> list[list[int]]:
     """Evaluation batches whose images are padded exactly as each would be alone: grouped by
     the size they are resized to, rounded up to ``stride``. Padding an image beyond that (a
-    portrait image to a landscape one's width) moves its features near the right and bottom edges
-    (the padding is the mean colour, the convolutions' own border is zeros of the features) and
-    adds anchors over the padding; within a group a batch computes what batch size 1 computes. Record order within a
-    group, groups in order of first appearance; sizes come from the annotations, nothing is decoded."""
+    portrait image to a landscape one's width) moves its features near the right and bottom
+    edges (the padding is the mean colour, the convolutions' own border is zeros of the
+    features) and adds anchors over the padding; within a group a batch computes what batch size
+    1 computes. Record order within a group, groups in order of first appearance; sizes come from
+    the annotations, nothing is decoded."""
     groups: dict[tuple[int, int], list[int]] = {}
     for i, r in enumerate(records):
         h, w = resized_size(r.height, r.width, short, max_size)

@@ -39,13 +39,14 @@ class Plan:
     ensemble: str | None
 
 
-def loader(cfg: DetConfig, gt: GroundTruth, batch_size: int, rank: int, world: int) -> DataLoader:
+def loader(cfg: DetConfig, gt: GroundTruth, batch_size: int, device: torch.device, rank: int,
+           world: int) -> DataLoader:
     """This process's share of the images (every world-th one), unshuffled, in batches of images
     that pad to one shape (:func:`shape_batches`: the detections are batch size 1's)."""
     ds = gt.dataset if world == 1 else Subset(gt.dataset, range(rank, len(gt.records), world))
     batches = shape_batches(gt.records[rank::world], cfg.data.test_scale, cfg.data.max_size, batch_size)
     return DataLoader(ds, batch_sampler=batches, num_workers=cfg.data.workers, collate_fn=collate,
-                      pin_memory=torch.cuda.is_available())
+                      pin_memory=device.type == "cuda")
 
 
 def gather(dets: list[ImageDetections], world: int) -> list[ImageDetections]:
@@ -88,7 +89,7 @@ def detections(cfg: DetConfig, req: EvalRequest, plan: Plan, gt: GroundTruth, ou
         keys[plan.ensemble] = cache_key(cfg, plan.paths, req.method, precision)
     dets, seconds = cached(keys, out, len(gt.records)) if req.cache else ({}, {})
     fresh = [s for s in keys if s not in dets]
-    images = loader(cfg, gt, req.batch_size, rank, world)
+    images = loader(cfg, gt, req.batch_size, device, rank, world)
     autocast, _ = amp_for(device, cfg.amp)
     progress = req.progress and rank == 0
     todo = [k for k, s in enumerate(plan.names) if s not in dets]
