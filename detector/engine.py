@@ -16,6 +16,7 @@ from core.errors import NonFiniteLoss
 from core.seeding import step_seed
 from core.trainer import mean_over_processes, optimizer_step, set_lr
 
+from .data.dataset import images_to
 from .evaluation import ImageDetections
 
 
@@ -65,7 +66,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
         lr = lr_for_step(global_step)
         set_lr(optimizer, lr)
         torch.manual_seed(step_seed(seed, global_step, rank))
-        images = [im.to(device, non_blocking=True) for im in batch.images]
+        images = images_to(batch.images, device, non_blocking=True)
         targets = targets_to(batch.targets, device)
         with autocast():
             losses = model(images, targets)
@@ -111,7 +112,7 @@ def predict(model: nn.Module, loader: Iterable, device: torch.device, n_images: 
     out = [ImageDetections.empty() for _ in range(n_images)]
     for batch in tqdm(loader, desc="detect", disable=not progress, dynamic_ncols=True, leave=False):
         with autocast():
-            preds = model([im.to(device) for im in batch.images]) if batch.images else []
+            preds = model(images_to(batch.images, device)) if batch.images else []
         for t, p in zip(batch.targets, preds):
             out[t["position"]] = to_original(t, p)
     return out

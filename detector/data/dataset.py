@@ -69,7 +69,9 @@ class DetectionDataset(Dataset):
 
 @dataclass
 class DetBatch:
-    images: list[torch.Tensor]  # [3, H, W] float in [0, 1], sizes vary
+    # [3, H, W] uint8 RGB, sizes vary: a quarter of float32's bytes through the loader workers'
+    # shared memory and the copy to the GPU (:func:`images_to` makes them float there)
+    images: list[torch.Tensor]
     targets: list[dict]  # boxes [N, 4] xyxy, labels [N], ignore [N], image_id, orig_size, size
     report: DataReport  # what this batch skipped
 
@@ -81,6 +83,21 @@ class DetBatch:
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     """RGB uint8 ``[H, W, 3]`` -> float ``[3, H, W]`` in 0..1, what the detector takes."""
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+
+
+def to_uint8_tensor(image: np.ndarray) -> torch.Tensor:
+    """RGB uint8 ``[H, W, 3]`` -> uint8 ``[3, H, W]``, contiguous (what a batch carries)."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
+
+
+def images_to(images: list[torch.Tensor], device: torch.device, non_blocking: bool = False) -> list[torch.Tensor]:
+    """A batch's images on ``device`` as the detector takes them (float ``[3, H, W]`` in 0..1):
+    uint8 is converted there, after the copy; float images pass as they are."""
+    out = []
+    for im in images:
+        im = im.to(device, non_blocking=non_blocking)
+        out.append(im.float().div_(255.0) if im.dtype == torch.uint8 else im)
+    return out
 
 
 def to_target(s: DetSample) -> dict:
@@ -97,7 +114,7 @@ def collate(items: list[DetSample | Skipped]) -> DetBatch:
         if isinstance(it, Skipped):
             report.add(it.kind, it.message)
             continue
-        images.append(to_tensor(it.image))
+        images.append(to_uint8_tensor(it.image))
         targets.append(to_target(it))
     return DetBatch(images, targets, report)
 

@@ -18,7 +18,7 @@ from core.records import log
 from core.runtime import amp_for, amp_name
 
 from ..config import DetConfig
-from ..data.dataset import collate, shape_batches, with_epoch_report
+from ..data.dataset import collate, images_to, shape_batches, with_epoch_report
 from ..engine import predict, to_original
 from ..ensemble import check_compatible, detect_shared, fuse_detections
 from ..evaluation import ImageDetections
@@ -70,7 +70,7 @@ def predict_ensemble(models: list, batches, device: torch.device, n_images: int,
         if not batch.images:
             continue
         with autocast():
-            out, own = detect_shared(models, [im.to(device) for im in batch.images], with_members)
+            out, own = detect_shared(models, images_to(batch.images, device), with_members)
         for j, t in enumerate(batch.targets):
             ens[t["position"]] = to_original(t, out[j])
             for k in range(len(own)):

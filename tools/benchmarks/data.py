@@ -1,8 +1,9 @@
 """``data``: the detection training pipeline (decode, augment, collate) in one process, i.e. per
 loader worker: ours (OpenCV + albumentations) against PIL + torchvision.transforms.v2 doing the
-same (multi-scale shorter side with a cap, flip, colour jitter, to float tensors); then the
-training DataLoader with 1, 2 and 4 workers (pinned memory where CUDA exists) beside the
-detector's own training images/s, and the workers a GPU at the paper's scale needs."""
+same (multi-scale shorter side with a cap, flip, colour jitter, to uint8 tensors, which the
+training loop makes float on the device); then the training DataLoader with 1, 2 and 4 workers
+(pinned memory where CUDA exists) beside the detector's own training images/s, and the workers a
+GPU at the paper's scale needs."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     """The detection training pipeline (decode, augment, collate) in one process, i.e. per loader
     worker: ours (OpenCV + albumentations) against PIL + torchvision.transforms.v2 doing the same
-    (multi-scale shorter side with a cap, flip, colour jitter, to float tensors)."""
+    (multi-scale shorter side with a cap, flip, colour jitter, to uint8 tensors)."""
     root = args.coco
     ann = os.path.join(root, "annotations", "instances_train2017.json")
     if not os.path.isfile(ann):
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     scales = (480, 576, 688, 864)
     ours = DetectionDataset(records, DetTransform(scales, 1000, train=True, photometric=0.2))
     peer_tf = v2.Compose([v2.RandomShortestSize(min_size=list(scales), max_size=1000), v2.RandomHorizontalFlip(),
-                          v2.ColorJitter(0.2, 0.2, 0.2), v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
+                          v2.ColorJitter(0.2, 0.2, 0.2), v2.ToImage(),
                           v2.SanitizeBoundingBoxes(labels_getter=lambda d: d["labels"])])
 
     def peer_item(r):
