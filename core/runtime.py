@@ -122,7 +122,8 @@ def amp_dtype(device: torch.device, mode: str | bool) -> torch.dtype | None:
     processors with bf16 matrix units (AMX, AVX512-BF16) and is slower elsewhere. ``bf16`` and
     ``fp16`` are the same autocast on either device, which is how the CPU test suite runs the
     mixed-precision path that GPUs take."""
-    mode = {True: "auto", False: "off"}.get(mode, mode) if isinstance(mode, bool) else mode
+    if isinstance(mode, bool):
+        mode = "auto" if mode else "off"
     if mode == "off":
         return None
     if mode == "auto":

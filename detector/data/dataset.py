@@ -82,7 +82,7 @@ class DetBatch:
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     """RGB uint8 ``[H, W, 3]`` -> float ``[3, H, W]`` in 0..1, what the detector takes."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+    return to_uint8_tensor(image).float().div_(255.0)
 
 
 def to_uint8_tensor(image: np.ndarray) -> torch.Tensor:

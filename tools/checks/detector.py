@@ -29,12 +29,14 @@ NUM_CLASSES = 200
 EVERY = 1 << 20
 
 
-def sample_everything(net: GoogLeNetFasterRCNN, on: bool) -> None:
-    """Every anchor and region in the loss (``on``), so that it needs no random numbers and the
-    CPU and the GPU (other generators) compute the same; else the config's samples, as training has."""
-    m = load_config(DetConfig, CONFIG).model
-    net.rpn.fg_bg_sampler.batch_size_per_image = EVERY if on else m.rpn_batch_size_per_image
-    net.roi_heads.fg_bg_sampler.batch_size_per_image = EVERY if on else m.box_batch_size_per_image
+def set_samples(net: GoogLeNetFasterRCNN, anchors: int, regions: int) -> tuple[int, int]:
+    """Sample ``anchors`` for the RPN's loss and ``regions`` for the head's, per image; returns
+    the sizes it had (:data:`EVERY` for both: no random numbers in the loss, so that the CPU and
+    the GPU, with other generators, compute the same)."""
+    rpn, heads = net.rpn.fg_bg_sampler, net.roi_heads.fg_bg_sampler
+    before = rpn.batch_size_per_image, heads.batch_size_per_image
+    rpn.batch_size_per_image, heads.batch_size_per_image = anchors, regions
+    return before
 
 
 def model(head: str, regions: int | None, seed: int = 0) -> GoogLeNetFasterRCNN:
@@ -82,14 +84,14 @@ def train_losses(net: GoogLeNetFasterRCNN, device: torch.device, amp: str, data:
     first samples every anchor and region (its loss is compared), the others as the config does
     (they are timed)."""
     autocast, scaler = amp_for(device, amp)
-    sample_everything(net, True)
+    configured = set_samples(net, EVERY, EVERY)
     optimizer = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
     losses: list[float] = []
 
     def on_step(step: int, stats: dict) -> None:
         losses.append(stats["loss"])
         if step == 1:
-            sample_everything(net, False)
+            set_samples(net, *configured)
             if meter is not None:  # the first step (cuDNN's autotuning, allocations) is not timed
                 meter.start()
     train_one_epoch(net, [data] * n, optimizer, lambda step: 1e-3, epoch=0, epochs=1, steps_per_epoch=n,
