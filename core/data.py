@@ -20,11 +20,11 @@ def read_image(path: str, exif_orientation: bool = True) -> np.ndarray:
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as e:
-        raise BadImageError(f"{path}: cannot read ({e.strerror or e})") from None
+        raise BadImageError(path, f"cannot read ({e.strerror or e})") from None
     flags = cv2.IMREAD_COLOR if exif_orientation else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
     img = cv2.imdecode(data, flags) if data.size else None
     if img is None:
-        raise BadImageError(f"{path}: not a decodable image (corrupt, truncated or empty)")
+        raise BadImageError(path, "not a decodable image (corrupt, truncated or empty)")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 

@@ -16,7 +16,12 @@ class DataError(UserError, ValueError):
 
 
 class BadImageError(DataError):
-    """One image that cannot be decoded, or does not match its annotation."""
+    """One image that cannot be decoded, or does not match its annotation: ``path`` and ``detail``
+    (what is wrong, without the path) for the data report."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        super().__init__(f"{path}: {detail}")
+        self.path, self.detail = path, detail
 
 
 class NonFiniteLoss(RuntimeError):

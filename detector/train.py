@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 from core.atomic import write_json_atomic
 from core.checkpoint import CheckpointError
 from core.config import to_dict
+from core.data_report import Collecting, DataReport, publish, publish_all, report_path
 from core.errors import DataError
 from core.records import log
 from core.runtime import amp_for, is_main_process, split_batch, start
@@ -22,18 +23,21 @@ from core.trainer import Trainer
 
 from .config import RUNTIME_KEYS, DetConfig, build_model, build_optimizer, build_schedule
 from .data.build import build_detection_data
-from .data.dataset import GroupedBatchSampler, collate, shape_batches, with_epoch_report
+from .data.dataset import GroupedBatchSampler, collate, shape_batches
 from .engine import predict, train_one_epoch
 from .evaluation import evaluate_ilsvrc, evaluate_voc
 from .final import FINAL_NAME, read_final, save_final
 
 
-def score(cfg: DetConfig, model: nn.Module, val_ds, val_index, device, autocast) -> dict:
-    """mAP (``cfg.eval_metric``) on the validation split: ``{"map", "ap" [C]}``."""
+def score(cfg: DetConfig, model: nn.Module, val_ds, val_index, device, autocast, stage: str = "evaluation") -> dict:
+    """mAP (``cfg.eval_metric``) on the validation split: ``{"map", "ap" [C]}``; the images it
+    could not read are listed under ``stage`` in the work dir's ``data_report/``."""
     batches = shape_batches(val_index.records, cfg.data.test_scale, cfg.data.max_size, cfg.batch_size)
     loader = DataLoader(val_ds, batch_sampler=batches, num_workers=cfg.data.workers, collate_fn=collate,
                         pin_memory=device.type == "cuda")
-    dets = predict(model, with_epoch_report(loader, "evaluation"), device, len(val_ds), autocast, cfg.progress)
+    skipped = DataReport()
+    dets = predict(model, Collecting(loader, skipped), device, len(val_ds), autocast, cfg.progress)
+    publish(skipped, stage.replace("_", " "), report_path(cfg.out_dir, stage), log)
     n = len(val_index.classes)
     res = (evaluate_ilsvrc(val_index.records, dets, n) if cfg.eval_metric == "ilsvrc"
            else evaluate_voc(val_index.records, dets, n))
@@ -66,12 +70,12 @@ def finished_metrics(cfg: DetConfig) -> dict | None:
 
 def read_data(cfg: DetConfig, seed: int, rank: int) -> tuple[tuple, tuple]:
     """``((train dataset, its index), (val dataset, its index))``; what reading skipped or fixed
-    is said once."""
+    is said once, and listed in ``data_report/read_{train,val}.jsonl``."""
     train = build_detection_data(cfg.data, train=True, seed=seed)
     val = build_detection_data(cfg.data, train=False, seed=seed)
-    for what, (_, idx) in (("training data", train), ("validation data", val)):
-        if idx.report:
-            log(idx.report.summary(f"reading the {what}"), rank)
+    if rank == 0:
+        for what, stage, (_, idx) in (("training data", "read_train", train), ("validation data", "read_val", val)):
+            publish(idx.report, f"reading the {what}", report_path(cfg.out_dir, stage), log)
     if not len(train[0]):
         raise DataError(f"{cfg.data.root}: no training images in split {cfg.data.train_split}")
     return train, val
@@ -113,16 +117,18 @@ def run(cfg: DetConfig) -> dict:
         sampler.epoch, sampler.start_step, train_ds.epoch = epoch, start_step, epoch
         loader = DataLoader(train_ds, batch_sampler=sampler, num_workers=cfg.data.workers, collate_fn=collate,
                             pin_memory=device.type == "cuda")
-        return train_one_epoch(net, with_epoch_report(loader, f"epoch {epoch + 1}", log=lambda t: log(t, rank)),
-                               optimizer, schedule, epoch=epoch, epochs=cfg.epochs, steps_per_epoch=steps,
-                               start_step=start_step, device=device, seed=seed, rank=rank, scaler=scaler,
-                               autocast=autocast, grad_clip=o.grad_clip, on_step=on_step,
-                               progress=cfg.progress and rank == 0, max_steps=cfg.max_steps)
+        skipped = DataReport()  # this process's; all of them are listed once the epoch ends
+        stats = train_one_epoch(net, Collecting(loader, skipped), optimizer, schedule, epoch=epoch, epochs=cfg.epochs,
+                                steps_per_epoch=steps, start_step=start_step, device=device, seed=seed, rank=rank,
+                                scaler=scaler, autocast=autocast, grad_clip=o.grad_clip, on_step=on_step,
+                                progress=cfg.progress and rank == 0, max_steps=cfg.max_steps)
+        publish_all(skipped, f"epoch {epoch + 1}", report_path(cfg.out_dir, f"epoch_{epoch + 1:03d}"), world, rank, log)
+        return stats
 
     def evaluate_epoch(epoch: int) -> dict:
         if rank != 0:  # one process scores; the others wait at the trainer's barrier
             return {}
-        metrics = score(cfg, model, val_ds, val_index, device, autocast)
+        metrics = score(cfg, model, val_ds, val_index, device, autocast, stage=f"evaluation_{epoch:03d}")
         log(f"epoch {epoch}: {cfg.eval_metric} mAP {100 * metrics['map']:.2f}")
         return metrics
 

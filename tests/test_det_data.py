@@ -243,10 +243,10 @@ def test_bad_annotations_are_fixed_or_skipped_and_reported(toy, tmp_path):
     ds = ILSVRCDet(root, "val", synsets=os.path.join(root, "map_det.txt"))
     c = ds.report.counts
     assert c["annotations without a size (read from the image header)"] == 1
-    assert c["objects without a complete bndbox (skipped)"] == 1
+    assert c["objects without a complete, numeric bndbox (object skipped)"] == 1
     assert c["inverted boxes (dropped)"] == 1
     assert c[CROSSING] == 1 and c["boxes outside the image (dropped)"] == 1
-    assert c["objects of unknown classes (skipped)"] == 1 and c["unreadable annotations (image skipped)"] == 1
+    assert c["objects of unknown classes (object skipped)"] == 1 and c["unreadable annotations (image skipped)"] == 1
     assert len(ds.records) == 7
     rec1 = next(r for r in ds.records if r.image_id == names[1])
     assert rec1.boxes.tolist() == [[-5.0, 2.0, float(w + 10), 9.0]]  # only the crossing one, as annotated
@@ -269,19 +269,24 @@ def test_bad_images_are_skipped_and_named_without_ending_the_epoch(toy, tmp_path
                                                    synsets=os.path.join(root, "map_det.txt")), train=False)
     batch = collate([ds[i] for i in range(len(ds))])
     assert len(batch.images) == len(ds) - 2
-    assert batch.report.counts["unreadable or mismatched images (skipped)"] == 2
-    joined = " ".join(batch.report.examples)
-    assert os.path.basename(files[0]) in joined and os.path.basename(files[1]) in joined
-    # through a DataLoader: the epoch goes on, and ends with one summary
+    assert batch.report.counts["unreadable or mismatched images (image skipped)"] == 2
+    assert sorted(f.file for f in batch.report.items) == files[:2]
+    # through a DataLoader: the epoch goes on, and ends with one summary and the complete list
     from torch.utils.data import DataLoader
 
-    from detector.data import with_epoch_report
+    from core.data_report import Collecting, DataReport, publish, read_report
 
-    printed = []
+    printed, seen = [], DataReport()
     loader = DataLoader(ds, batch_size=3, collate_fn=collate)
-    n = sum(len(b.images) for b in with_epoch_report(loader, "epoch 1", log=printed.append))
+    n = sum(len(b.images) for b in Collecting(loader, seen))
+    listing = str(tmp_path / "report" / "epoch_001.jsonl")
+    publish(seen, "epoch 1", listing, printed.append)
     assert n == len(ds) - 2 and len(printed) == 1
-    assert printed[0].splitlines()[0] == "epoch 1: 2 unreadable or mismatched images (skipped)"
+    assert printed[0].splitlines()[0] == "epoch 1: 2 unreadable or mismatched images (image skipped)"
+    assert printed[0].splitlines()[-1] == f"  all 2 named in {listing}"
+    assert read_report(listing).items == seen.items
+    publish(DataReport(), "epoch 1", listing, printed.append)  # a rerun that met nothing leaves no stale list
+    assert not os.path.exists(listing) and len(printed) == 1
 
 
 def test_image_kinds_are_converted(tmp_path):
@@ -347,9 +352,13 @@ def test_voc_difficult_objects_are_ignored_and_boxes_one_based(tmp_path):
 def test_data_report_summary():
     r = DataReport()
     assert r.summary() is None and not r
-    r.add("inverted boxes (dropped)", "a.xml: box")
-    r.add("inverted boxes (dropped)", "b.xml: box")
-    assert r.summary("epoch 1").splitlines()[0] == "epoch 1: 2 inverted boxes (dropped)"
+    for k in range(5):
+        r.add("inverted boxes", "dropped", f"{k}.xml", "box")
+    r.add("unknown classes", "object skipped", "z.xml", "n123")
+    lines = r.summary("epoch 1").splitlines()
+    assert lines[0] == "epoch 1: 5 inverted boxes (dropped), 1 unknown classes (object skipped)"
+    assert lines[1:] == ["  e.g. 0.xml: box", "  e.g. 1.xml: box", "  e.g. 2.xml: box", "  ... and 3 more"]
+    assert len(r) == 6 and r.counts["inverted boxes (dropped)"] == 5
 
 
 def test_val_split_is_class_balanced_complete_and_deterministic(tmp_path):

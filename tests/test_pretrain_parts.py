@@ -145,7 +145,7 @@ def test_multi_crop_evaluation_averages_softmax():
             super().__init__()
             self.backbone = CropVoter()
 
-    batch = Batch(crops, torch.tensor([1]), 0)
+    batch = Batch(crops, torch.tensor([1]))
     res = evaluate(Wrapper(), [batch], torch.device("cpu"))
     assert res["main_top1"] == 100.0 and "aux1_top1" not in res
     probs = CropVoter()(crops[0]).softmax(1)
@@ -204,6 +204,7 @@ def test_corrupt_images_are_skipped_and_counted_or_fail_naming_the_file(tmp_path
     ds = ClassificationDataset(samples, eval_transform(32, 32))
     batch = collate([ds[i] for i in range(len(ds))])
     assert batch.skipped == 2 and batch.images.shape[0] == 4
+    assert sorted(os.path.basename(f.file) for f in batch.report.items) == ["n01_0.JPEG", "n02_1.JPEG"]
     strict = ClassificationDataset(samples, eval_transform(32, 32), on_bad_image="error")
     with pytest.raises(BadImageError, match="n01_0.JPEG: not a decodable image"):
         strict[0]
@@ -275,7 +276,9 @@ def test_dataloader_pinning_reaches_both_batch_types(monkeypatch):
 
     pinned = []
     monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self, *a, **k: pinned.append(self) or self.clone())
-    b = loader_pin(Batch(torch.zeros(2, 3, 4, 4), torch.tensor([1, 2]), 1))
+    one = DataReport()
+    one.add("unreadable images", "image skipped", "a.jpg", "truncated")
+    b = loader_pin(Batch(torch.zeros(2, 3, 4, 4), torch.tensor([1, 2]), one))
     assert isinstance(b, Batch) and b.skipped == 1 and len(pinned) == 2
     d = loader_pin(DetBatch([torch.zeros(3, 4, 4), torch.ones(3, 5, 5)], [{"boxes": torch.zeros(0, 4)}] * 2,
                             DataReport()))

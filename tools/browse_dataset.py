@@ -16,8 +16,9 @@ import numpy as np
 from core.atomic import write_png_atomic
 from core.cli import run_guarded
 from core.config import load_config
+from core.data_report import publish, report_path
 from detector.data.build import DetDataConfig, build_detection_data
-from detector.data.dataset import Skipped
+from detector.data.dataset import UNREADABLE, Skipped
 from detector.visualize import draw_boxes
 
 
@@ -36,17 +37,18 @@ def main(argv: list[str] | None = None) -> int:
 def browse(config: str, overrides: list[str], split: str, n: int, out: str, seed: int) -> int:
     cfg = load_config(DetDataConfig, config, overrides, section="data")
     dataset, index = build_detection_data(cfg, train=split == "train", seed=seed)
-    if index.report:
-        print(index.report.summary("reading the annotations"), file=sys.stderr)
+    report = index.report  # what reading the annotations skipped or fixed, then the images drawn
     written = 0
     for i in np.random.default_rng(seed).permutation(len(dataset))[:n].tolist():
         s = dataset[i]
         if isinstance(s, Skipped):
-            print(f"browse_dataset: skipped: {s.message}", file=sys.stderr)
+            report.add(UNREADABLE, "image skipped", s.path, s.detail)
             continue
         write_png_atomic(os.path.join(out, f"{split}_{i:06d}.png"),
                          draw_boxes(s.image, s.boxes, s.labels, index.class_names, ignore=s.ignore))
         written += 1
+    publish(report, f"browse_dataset: {split}", report_path(out, f"read_{split}"),
+            lambda t: print(t, file=sys.stderr))
     print(f"browse_dataset: {written} image(s) with boxes in {out}/")
     return 0
 

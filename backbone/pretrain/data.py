@@ -17,7 +17,7 @@ over processes, sees exactly the augmentations an uninterrupted single-process r
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import albumentations as A
 import cv2
@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import Dataset
 
 from core.data import IMAGE_EXTENSIONS, read_image, read_synsets
+from core.data_report import DataReport, Skipped
 from core.errors import BadImageError, DataError
 from core.seeding import epoch_seed, sample_seed
 
@@ -161,8 +162,8 @@ class Sample:
 
 
 class ClassificationDataset(Dataset):
-    """(path, label) samples -> :class:`Sample`, or None for an unreadable image when
-    ``on_bad_image="skip"`` (the collate function drops and counts those)."""
+    """(path, label) samples -> :class:`Sample`, or :class:`Skipped` for an unreadable image when
+    ``on_bad_image="skip"`` (the collate function drops those and its batch's report names them)."""
 
     def __init__(self, samples: list[tuple[str, int]], transform: A.Compose | None, seed: int = 0,
                  on_bad_image: str = "skip", crops: int = 1, resize: int = 256, crop: int = 224,
@@ -180,14 +181,14 @@ class ClassificationDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> Sample | None:
+    def __getitem__(self, index: int) -> Sample | Skipped:
         path, label = self.samples[index]
         try:
             img = read_image(path)
-        except BadImageError:
+        except BadImageError as e:
             if self.on_bad_image == "error":
                 raise
-            return None
+            return Skipped(e.path, e.detail)
         if self.crops == 10:
             return Sample(torch.stack([_normalise(c) for c in ten_crops(img, self.resize, self.crop)]), label, index)
         if self.crops == 144:
@@ -201,18 +202,26 @@ class ClassificationDataset(Dataset):
 class Batch:
     images: torch.Tensor  # [B, 3, H, W] or [B, K, 3, H, W]
     labels: torch.Tensor  # [B]
-    skipped: int  # unreadable images dropped from this batch
+    report: DataReport = field(default_factory=DataReport)  # the unreadable images dropped from this batch
+
+    @property
+    def skipped(self) -> int:
+        return len(self.report)
 
     def pin_memory(self) -> Batch:
         """DataLoader(pin_memory=True) pins custom batch types only through this method."""
-        return Batch(self.images.pin_memory(), self.labels.pin_memory(), self.skipped)
+        return Batch(self.images.pin_memory(), self.labels.pin_memory(), self.report)
 
 
-def collate(samples: list[Sample | None]) -> Batch:
-    good = [s for s in samples if s is not None]
+def collate(samples: list[Sample | Skipped]) -> Batch:
+    report = DataReport()
+    for s in samples:
+        if isinstance(s, Skipped):
+            report.add("unreadable images", "image skipped", s.path, s.detail)
+    good = [s for s in samples if isinstance(s, Sample)]
     if not good:
-        return Batch(torch.empty(0), torch.empty(0, dtype=torch.long), len(samples))
-    return Batch(torch.stack([s.image for s in good]), torch.tensor([s.label for s in good]), len(samples) - len(good))
+        return Batch(torch.empty(0), torch.empty(0, dtype=torch.long), report)
+    return Batch(torch.stack([s.image for s in good]), torch.tensor([s.label for s in good]), report)
 
 
 class EpochSampler(torch.utils.data.Sampler[int]):

@@ -20,6 +20,7 @@ from core.atomic import save_atomic, write_json_atomic
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.config import to_dict
 from core.data import read_synsets
+from core.data_report import Collecting, DataReport, publish_all, report_path
 from core.errors import DataError
 from core.miniature import make_toy_imagenet
 from core.records import log, plot_curves
@@ -139,15 +140,17 @@ def run(cfg: PretrainConfig) -> dict:
         sampler.epoch, sampler.start_step, train_ds.epoch = epoch, start_step, epoch
         loader = DataLoader(train_ds, batch_size=per_process, sampler=sampler, num_workers=d.workers,
                             collate_fn=collate, pin_memory=device.type == "cuda", drop_last=True)
-        stats = train_one_epoch(net, loader, optimizer, schedule, epoch=epoch, start_step=start_step, device=device,
-                                seed=cfg.seed, rank=rank, ema=ema, scaler=scaler, autocast=autocast,
-                                channels_last=cfg.model.channels_last, on_step=on_step,
+        skipped = DataReport()  # this process's; all of them are listed once the epoch ends
+        stats = train_one_epoch(net, Collecting(loader, skipped), optimizer, schedule, epoch=epoch,
+                                start_step=start_step, device=device, seed=cfg.seed, rank=rank, ema=ema, scaler=scaler,
+                                autocast=autocast, channels_last=cfg.model.channels_last, on_step=on_step,
                                 progress=cfg.progress and rank == 0, max_steps=cfg.max_steps)
-        report_skipped(epoch, stats["skipped"], world, rank)
+        publish_all(skipped, f"epoch {epoch + 1}", report_path(cfg.out_dir, f"epoch_{epoch + 1:03d}"), world, rank, log)
         return stats
 
     def evaluate_epoch(epoch: int) -> dict:
-        metrics = evaluate_all(cfg, model, ema, val, rank, world, device, autocast, crops=cfg.eval_crops)
+        metrics = evaluate_all(cfg, model, ema, val, rank, world, device, autocast, crops=cfg.eval_crops,
+                               stage=f"evaluation_{epoch:03d}")
         log(f"epoch {epoch}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if k.endswith(("top1", "top5"))),
             rank)
         return metrics
@@ -160,16 +163,6 @@ def run(cfg: PretrainConfig) -> dict:
         finish(cfg, model, ema, classes, metrics, trainer.records.path)
     trainer.close()
     return metrics
-
-
-def report_skipped(epoch: int, skipped: int, world: int, rank: int) -> None:
-    """One line per epoch for the unreadable images all processes skipped."""
-    total = torch.tensor([skipped])
-    if world > 1:
-        dist.all_reduce(total)
-    if total.item():
-        log(f"epoch {epoch + 1}: skipped {total.item()} unreadable image(s) (data.on_bad_image=error stops at the "
-            "first, naming it)", rank)
 
 
 def finish(cfg: PretrainConfig, model: GoogLeNetWithAux, ema, classes: list[str], metrics: dict, log_path: str) -> None:
@@ -190,11 +183,14 @@ def finish(cfg: PretrainConfig, model: GoogLeNetWithAux, ema, classes: list[str]
 
 
 def evaluate_all(cfg: PretrainConfig, model: GoogLeNetWithAux, ema, val: list, rank: int, world: int,
-                 device: torch.device, autocast, crops: int) -> dict:
-    """The raw weights and, beside them, the EMA weights."""
+                 device: torch.device, autocast, crops: int, stage: str = "evaluation") -> dict:
+    """The raw weights and, beside them, the EMA weights; the images the first pass could not
+    read are listed under ``stage`` in the work dir's ``data_report/``."""
     loader = val_loader(cfg, val, rank, world, crops, device.type == "cuda")
     kw = dict(channels_last=cfg.model.channels_last, autocast=autocast, progress=cfg.progress and rank == 0)
-    metrics = evaluate(model, loader, device, desc="eval", **kw)
+    skipped = DataReport()
+    metrics = evaluate(model, Collecting(loader, skipped), device, desc="eval", **kw)
+    publish_all(skipped, stage.replace("_", " "), report_path(cfg.out_dir, stage), world, rank, log)
     if ema is not None:
         metrics.update({f"ema_{k}": v for k, v in evaluate(ema.module, loader, device, desc="eval EMA", **kw).items()
                         if k.endswith(("top1", "top5"))})
@@ -224,8 +220,11 @@ def eval_only(cfg: PretrainConfig, path: str, crops: int) -> dict:
     net.to(device)
     autocast, _ = amp_for(device, cfg.amp)
     loader = val_loader(cfg, val, rank, world, crops, device.type == "cuda")
-    return evaluate(net, loader, device, channels_last=cfg.model.channels_last, autocast=autocast,
-                    progress=cfg.progress and rank == 0, desc=f"eval {crops} crop(s)")
+    skipped = DataReport()
+    metrics = evaluate(net, Collecting(loader, skipped), device, channels_last=cfg.model.channels_last,
+                       autocast=autocast, progress=cfg.progress and rank == 0, desc=f"eval {crops} crop(s)")
+    publish_all(skipped, "evaluation", report_path(cfg.out_dir, f"eval_only_{crops}crop"), world, rank, log)
+    return metrics
 
 
 class _MainOnly(nn.Module):

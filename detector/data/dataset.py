@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from core.data import read_image
+from core.data_report import Skipped
 from core.errors import BadImageError
 from core.seeding import epoch_seed, sample_seed
 
@@ -18,10 +19,7 @@ from .sample import DataReport, DetSample, ImageRecord
 from .transforms import DetTransform, resized_size
 
 
-@dataclass
-class Skipped:
-    kind: str
-    message: str
+UNREADABLE = "unreadable or mismatched images"
 
 
 def load_sample(rec: ImageRecord) -> DetSample:
@@ -35,8 +33,8 @@ def load_sample(rec: ImageRecord) -> DetSample:
         if rotated.shape[:2] == (rec.height, rec.width):
             img = rotated  # annotated on the EXIF-rotated view
         else:
-            raise BadImageError(f"{rec.path}: image is {w}x{h}, its annotation ({rec.source}) says "
-                                f"{rec.width}x{rec.height}")
+            raise BadImageError(rec.path, f"image is {w}x{h}, its annotation ({rec.source}) says "
+                                          f"{rec.width}x{rec.height}")
     # the record keeps boxes as annotated (scoring); the model trains on them clipped to the image
     return DetSample(img, clip_xyxy(rec.boxes, rec.height, rec.width), rec.labels.copy(), rec.ignore.copy(),
                      rec.image_id, (rec.height, rec.width))
@@ -55,7 +53,7 @@ class DetectionDataset(Dataset):
         try:
             sample = load_sample(rec)
         except BadImageError as e:
-            return Skipped("unreadable or mismatched images (skipped)", str(e))
+            return Skipped(e.path, e.detail)
         if self.transform is not None:
             self.transform.set_seed(sample_seed(self.seed, self.epoch, index))
             sample = self.transform(sample)
@@ -112,7 +110,7 @@ def collate(items: list[DetSample | Skipped]) -> DetBatch:
     images, targets = [], []
     for it in items:
         if isinstance(it, Skipped):
-            report.add(it.kind, it.message)
+            report.add(UNREADABLE, "image skipped", it.path, it.detail)
             continue
         images.append(to_uint8_tensor(it.image))
         targets.append(to_target(it))
@@ -195,18 +193,3 @@ def shape_batches(records: list[ImageRecord], short: int, max_size: int, batch_s
         h, w = resized_size(r.height, r.width, short, max_size)
         groups.setdefault((-(-h // stride), -(-w // stride)), []).append(i)
     return [g[k:k + batch_size] for g in groups.values() for k in range(0, len(g), batch_size)]
-
-
-def with_epoch_report(loader, what: str, log=None):
-    """Yield ``loader``'s batches; when the epoch ends, print one summary of everything its batches
-    skipped (``log``: a callable taking the text; stderr by default). Nothing is printed when
-    nothing was skipped."""
-    import sys
-
-    total = DataReport()
-    for batch in loader:
-        total.merge(batch.report)
-        yield batch
-    text = total.summary(what)
-    if text:
-        (log or (lambda t: print(t, file=sys.stderr)))(text)

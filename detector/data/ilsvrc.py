@@ -10,6 +10,7 @@ Boxes in the XML are inclusive 0-based pixel indices; records hold them as xyxy 
 
 from __future__ import annotations
 
+import math
 import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -20,14 +21,18 @@ from core.data import read_synsets
 from core.errors import DataError
 
 from ..box_ops import clip_xyxy, inclusive_to_xyxy
-from .sample import CROSSING, DataReport, ImageRecord, empty_boxes
+from .sample import CROSSING_ACTION, CROSSING_KIND, DataReport, ImageRecord, empty_boxes
 
 MAP_DET = os.path.join(os.path.dirname(__file__), "map_det.txt")
 BLACKLIST_NAME = "ILSVRC2015_det_validation_blacklist.txt"
 
 
 class AnnotationError(DataError):
-    pass
+    """An annotation file that cannot be parsed; ``detail`` says why, without the path."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        super().__init__(f"{path}: {detail}")
+        self.path, self.detail = path, detail
 
 
 @dataclass
@@ -44,14 +49,15 @@ def parse_xml(path: str, report: DataReport | None = None) -> tuple[int | None, 
     try:
         root = ET.parse(path).getroot()
     except (ET.ParseError, OSError) as e:
-        raise AnnotationError(f"{path}: unreadable annotation ({e})") from None
+        raise AnnotationError(path, f"unreadable annotation ({e})") from None
 
     def number(node, tag: str) -> float | None:
         text = node.findtext(tag) if node is not None else None
         try:
-            return float(text) if text is not None and text.strip() else None
+            value = float(text) if text is not None and text.strip() else None
         except ValueError:
             return None
+        return value if value is not None and math.isfinite(value) else None  # "nan", "inf" read as floats
 
     size = root.find("size")
     width, height = number(size, "width"), number(size, "height")
@@ -63,11 +69,13 @@ def parse_xml(path: str, report: DataReport | None = None) -> tuple[int | None, 
         if bb is None or any(c is None for c in coords):
             missing = [t for t, c in zip(("xmin", "ymin", "xmax", "ymax"), coords) if c is None]
             if report is not None:
-                report.add("objects without a complete bndbox (skipped)",
-                           f"{path}: object {i} ({name or 'no name'}) has no <bndbox> {'/'.join(missing)}")
+                report.add("objects without a complete, numeric bndbox", "object skipped", path,
+                           f"object {i} ({name or 'no name'}): <bndbox> {'/'.join(missing)} missing, "
+                           "empty or not a finite number")
             continue
         objects.append(XmlObject(name, tuple(coords), (obj.findtext("difficult") or "0").strip() == "1"))
-    return (int(width) if width else None), (int(height) if height else None), objects
+    # a size that is not a positive number is no size: the image header gives it
+    return (int(width) if width and width >= 1 else None), (int(height) if height and height >= 1 else None), objects
 
 
 def image_size(path: str) -> tuple[int, int] | None:
@@ -90,21 +98,22 @@ def boxes_from_objects(objects: list[XmlObject], width: int, height: int, class_
     boxes, labels, kept = [], [], []
     for i, obj in enumerate(objects):
         if obj.name not in class_index:
-            report.add("objects of unknown classes (skipped)", f"{source}: unknown class {obj.name!r}")
+            report.add("objects of unknown classes", "object skipped", source,
+                       f"object {i}: class {obj.name!r} is not among the {len(class_index)} synsets")
             continue
         xmin, ymin, xmax, ymax = obj.box
         if xmax < xmin or ymax < ymin:
-            report.add("inverted boxes (dropped)", f"{source}: {obj.name} box {obj.box} has max < min")
+            report.add("inverted boxes", "dropped", source, f"{obj.name} box {obj.box} has max < min")
             continue
         b = inclusive_to_xyxy(np.array([obj.box]), origin)
         clipped = clip_xyxy(b, height, width)
         if not np.array_equal(b, clipped):
             if clipped[0, 2] <= clipped[0, 0] or clipped[0, 3] <= clipped[0, 1]:
-                report.add("boxes outside the image (dropped)", f"{source}: {obj.name} box {obj.box} is outside "
-                                                                f"the {width}x{height} image")
+                report.add("boxes outside the image", "dropped", source,
+                           f"{obj.name} box {obj.box} is outside the {width}x{height} image")
                 continue
-            report.add(CROSSING, f"{source}: {obj.name} box {obj.box} crosses the border of the {width}x{height} "
-                                 "image")
+            report.add(CROSSING_KIND, CROSSING_ACTION, source,
+                       f"{obj.name} box {obj.box} crosses the border of the {width}x{height} image")
         boxes.append(b[0])
         labels.append(class_index[obj.name])
         kept.append(i)
@@ -124,18 +133,18 @@ def read_annotation(xml_path: str, image_path: str, report: DataReport,
         try:
             width, height, objects = parse_xml(xml_path, report)
         except AnnotationError as e:
-            report.add("unreadable annotations (image skipped)", str(e))
+            report.add("unreadable annotations", "image skipped", xml_path, e.detail)
             return None
     if width is None or height is None:
         size = image_size(image_path)
         source = xml_path if os.path.isfile(xml_path) else image_path
         if size is None:
-            report.add("images without a size or a readable file (skipped)",
-                       f"{source}: no <size> and the image cannot be opened")
+            report.add("images without a size or a readable file", "image skipped", source,
+                       "no <size> and the image cannot be opened")
             return None
         if os.path.isfile(xml_path):
-            report.add("annotations without a size (read from the image header)",
-                       f"{xml_path}: no <size><width>/<height>; took {size[0]}x{size[1]} from the image")
+            report.add("annotations without a size", "read from the image header", xml_path,
+                       f"no positive <size><width>/<height>; took {size[0]}x{size[1]} from the image")
         width, height = size
     return width, height, objects
 

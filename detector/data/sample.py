@@ -8,14 +8,18 @@ back on writing, in one place each (``box_ops``).
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
+from core.data_report import DataReport
+
+__all__ = ["CROSSING", "CROSSING_ACTION", "CROSSING_KIND", "DataReport", "DetSample", "ImageRecord", "empty_boxes"]
+
 
 # Ground truth is kept as annotated, as the devkits score it; only what training sees is clipped.
-CROSSING = "boxes crossing the image border (scored as annotated, clipped for training)"
+CROSSING_KIND, CROSSING_ACTION = "boxes crossing the image border", "scored as annotated, clipped for training"
+CROSSING = f"{CROSSING_KIND} ({CROSSING_ACTION})"  # its label in ``DataReport.counts``
 
 
 @dataclass
@@ -47,37 +51,6 @@ class ImageRecord:
     @property
     def aspect(self) -> float:
         return self.width / self.height
-
-
-@dataclass
-class DataReport:
-    """Counts of what reading skipped or fixed, with the first few messages naming the files."""
-
-    counts: Counter = field(default_factory=Counter)
-    examples: list[str] = field(default_factory=list)
-    max_examples: int = 5
-
-    def add(self, kind: str, message: str) -> None:
-        self.counts[kind] += 1
-        if len(self.examples) < self.max_examples:
-            self.examples.append(message)
-
-    def merge(self, other: "DataReport") -> None:
-        self.counts.update(other.counts)
-        for m in other.examples:
-            if len(self.examples) < self.max_examples:
-                self.examples.append(m)
-
-    def summary(self, what: str = "data") -> str | None:
-        """One line (plus examples) or None when nothing happened."""
-        if not self.counts:
-            return None
-        parts = ", ".join(f"{n} {kind}" for kind, n in sorted(self.counts.items()))
-        lines = [f"{what}: {parts}"] + [f"  e.g. {m}" for m in self.examples]
-        return "\n".join(lines)
-
-    def __bool__(self) -> bool:
-        return bool(self.counts)
 
 
 def empty_boxes() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

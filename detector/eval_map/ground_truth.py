@@ -9,7 +9,7 @@ from core.errors import DataError
 
 from ..config import DetConfig
 from ..data.build import build_detection_data
-from ..data.sample import ImageRecord
+from ..data.sample import DataReport, ImageRecord
 
 
 @dataclass
@@ -22,6 +22,7 @@ class GroundTruth:
     coco_gt: object | None
     description: str
     split: str
+    report: DataReport  # what reading the annotations skipped or fixed
 
 
 def ground_truth(cfg: DetConfig) -> GroundTruth:
@@ -35,4 +36,4 @@ def ground_truth(cfg: DetConfig) -> GroundTruth:
            or list(range(1, len(index.classes) + 1)))
     return GroundTruth(ds, index.records, list(index.classes), list(index.class_names), list(ids),
                        getattr(index, "coco", None), f"{cfg.data.format} {cfg.data.root} [{cfg.data.val_split}]",
-                       cfg.data.val_split)
+                       cfg.data.val_split, index.report)

@@ -14,11 +14,12 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from core.data_report import Collecting, DataReport, publish_all, report_path
 from core.records import log
 from core.runtime import amp_for, amp_name
 
 from ..config import DetConfig
-from ..data.dataset import collate, images_to, shape_batches, with_epoch_report
+from ..data.dataset import collate, images_to, shape_batches
 from ..engine import predict, to_original
 from ..ensemble import check_compatible, detect_shared, fuse_detections
 from ..evaluation import ImageDetections
@@ -89,7 +90,8 @@ def detections(cfg: DetConfig, req: EvalRequest, plan: Plan, gt: GroundTruth, ou
         keys[plan.ensemble] = cache_key(cfg, plan.paths, req.method, precision)
     dets, seconds = cached(keys, out, len(gt.records)) if req.cache else ({}, {})
     fresh = [s for s in keys if s not in dets]
-    images = loader(cfg, gt, req.batch_size, device, rank, world)
+    skipped = DataReport()  # the first pass over the images names what it could not read
+    images = Collecting(loader(cfg, gt, req.batch_size, device, rank, world), skipped)
     autocast, _ = amp_for(device, cfg.amp)
     progress = req.progress and rank == 0
     todo = [k for k, s in enumerate(plan.names) if s not in dets]
@@ -97,17 +99,20 @@ def detections(cfg: DetConfig, req: EvalRequest, plan: Plan, gt: GroundTruth, ou
         models = [load_final(p)[0].to(device) for p in plan.paths]
         check_compatible(models)
         tic = time.perf_counter()
-        ens, own = predict_ensemble(models, with_epoch_report(images, "evaluation"), device, len(gt.records), autocast,
-                                    with_members=bool(todo), progress=progress)
+        ens, own = predict_ensemble(models, images, device, len(gt.records), autocast, with_members=bool(todo),
+                                    progress=progress)
         dets[plan.ensemble], seconds[plan.ensemble] = gather(ens, world), time.perf_counter() - tic
         for k in todo:
             dets[plan.names[k]], seconds[plan.names[k]] = gather(own[k], world), float("nan")
-        todo = []
+        todo, images = [], images.loader
     for k in todo:
         model = load_final(plan.paths[k])[0].to(device)
         tic = time.perf_counter()
-        d = predict(model, with_epoch_report(images, "evaluation"), device, len(gt.records), autocast, progress)
+        d = predict(model, images, device, len(gt.records), autocast, progress)
         dets[plan.names[k]], seconds[plan.names[k]] = gather(d, world), time.perf_counter() - tic
+        images = images.loader if isinstance(images, Collecting) else images
+    if not isinstance(images, Collecting):  # a pass ran: what it skipped, from every process
+        publish_all(skipped, "evaluation", report_path(out, "evaluation"), world, rank, log)
     if plan.ensemble and plan.ensemble not in dets:  # nms / wbf over the members' detections
         tic = time.perf_counter()
         dets[plan.ensemble] = [fuse_detections([dets[s][i] for s in plan.names], req.method, req.fuse_iou,

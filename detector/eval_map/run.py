@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from core.atomic import write_json_atomic
 from core.checkpoint import CheckpointError
+from core.data_report import publish, report_path
+from core.records import log
 from core.runtime import start
 
 from ..config import DetConfig
@@ -56,6 +58,8 @@ def run(cfg: DetConfig, req: EvalRequest) -> dict:
     device, rank, world = start(cfg.device)
     gt = ground_truth(cfg)
     out = req.out or os.path.join(cfg.work_dir, cfg.name, f"eval_{cfg.data.val_split}")
+    if rank == 0:
+        publish(gt.report, "reading the annotations", report_path(out, "read_val"), log)
     if req.detections:
         name = results_name(req.detections)
         dets, seconds, sources = {name: read_results(req.detections, gt)}, {}, {name: req.detections}

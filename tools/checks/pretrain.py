@@ -37,7 +37,7 @@ def config(crop: int) -> PretrainConfig:
 
 def batch(n: int, crop: int, seed: int = 0) -> Batch:
     g = torch.Generator().manual_seed(seed)
-    return Batch(torch.randn(n, 3, crop, crop, generator=g), torch.randint(0, NUM_CLASSES, (n,), generator=g), 0)
+    return Batch(torch.randn(n, 3, crop, crop, generator=g), torch.randint(0, NUM_CLASSES, (n,), generator=g))
 
 
 def steps(cfg: PretrainConfig, model: nn.Module, device: torch.device, amp: str, data: Batch, n: int,
@@ -100,7 +100,7 @@ def _ddp_worker(rank: int, world: int, port: int, crop: int, n: int, use_cuda: b
         net = nn.parallel.DistributedDataParallel(model, device_ids=[rank] if use_cuda else None)
         full = batch(n, crop)
         share = n // world
-        mine = Batch(full.images[rank * share:(rank + 1) * share], full.labels[rank * share:(rank + 1) * share], 0)
+        mine = Batch(full.images[rank * share:(rank + 1) * share], full.labels[rank * share:(rank + 1) * share])
         steps(cfg, net, device, "off", mine, 1, world=world)
         if rank == 0:
             torch.save({k: v.cpu() for k, v in model.state_dict().items()}, out)
