@@ -15,6 +15,9 @@ from .toy import make_toy_ilsvrc
 from .transforms import DetTransform
 from .voc import VOCDet
 
+# the devkit's name, and the miniature's own (make_toy_ilsvrc)
+BLACKLIST_NAMES = (BLACKLIST_NAME, "det_validation_blacklist.txt")
+
 
 @dataclass
 class DetDataConfig:
@@ -23,8 +26,10 @@ class DetDataConfig:
     toy: bool = False  # make the miniature ILSVRC at root on first use
     train_split: str = "train"  # ilsvrc: train | val1 ...; voc: trainval ...; coco: train2017 ...
     val_split: str = "val2"
-    synsets: str | None = None  # ilsvrc: wnid list (default: <root>/map_det.txt if there, else the shipped 200)
-    blacklist: str | None = None  # ilsvrc: (image index, wnid) pairs not scored; relative to root
+    # ilsvrc: the devkit's data folder (map_det.txt, the val blacklist); None: <root>/devkit/data, then <root>
+    devkit: str | None = None
+    synsets: str | None = None  # ilsvrc: wnid list (None: map_det.txt in the devkit, else the shipped 200)
+    blacklist: str | None = None  # ilsvrc: (image index, wnid) pairs not scored (None: in the devkit; "none": off)
     negatives: float = 0.0  # ilsvrc: share of the negative training images to include
     extra_train_splits: list[str] = field(default_factory=list)  # e.g. [val1] beside train (R-CNN's practice)
     coco_annotations: str = "annotations/instances_{split}.json"  # coco: relative to root
@@ -37,17 +42,58 @@ class DetDataConfig:
     workers: int = 4
 
 
+def _given(path: str, root: str, key: str) -> str:
+    """A file named in the config: as given, else under ``root``; one line naming the key if neither."""
+    for candidate in (path, os.path.join(root, path)):
+        if os.path.isfile(candidate):
+            return candidate
+    raise DataError(f"{path}: no such file (data.{key}; looked as given and under {root}): fix data.{key}=..., "
+                    f"or leave it unset to use the devkit's")
+
+
+def devkit_dirs(cfg: DetDataConfig) -> list[str]:
+    """Where the ILSVRC devkit's data is looked for, in order: ``data.devkit``, else where the
+    2015 tarballs unpack it (``<root>/devkit/data``), then ``<root>`` itself."""
+    if cfg.devkit:
+        if not os.path.isdir(cfg.devkit):
+            raise DataError(f"{cfg.devkit}: no such folder (data.devkit): point it at the devkit's data/ folder "
+                            "(map_det.txt, ILSVRC2015_det_validation_blacklist.txt)")
+        return [cfg.devkit]
+    return [os.path.join(cfg.root, "devkit", "data"), cfg.root]
+
+
+def devkit_file(cfg: DetDataConfig, names: tuple[str, ...]) -> str | None:
+    for folder in devkit_dirs(cfg):
+        for name in names:
+            if os.path.isfile(os.path.join(folder, name)):
+                return os.path.join(folder, name)
+    return None
+
+
+def ilsvrc_files(cfg: DetDataConfig, split: str) -> tuple[str, str | None]:
+    """``(synsets, blacklist)`` of a split: the config's own files when it names them, else the
+    devkit's (:func:`devkit_dirs`); the shipped 200-synset list when the devkit has none. A val
+    split is not scored without its blacklist (the devkit's numbers leave those pairs out), unless
+    ``data.blacklist=none`` says so."""
+    synsets = (_given(cfg.synsets, cfg.root, "synsets") if cfg.synsets
+               else devkit_file(cfg, ("map_det.txt",)) or MAP_DET)
+    if split == "train" or (cfg.blacklist or "").lower() == "none":
+        return synsets, None
+    if cfg.blacklist:
+        return synsets, _given(cfg.blacklist, cfg.root, "blacklist")
+    found = devkit_file(cfg, BLACKLIST_NAMES)
+    if found is None and split.startswith("val"):
+        looked = " or ".join(devkit_dirs(cfg))
+        raise DataError(f"no {BLACKLIST_NAME} in {looked}: get it from the ILSVRC2015 devkit (devkit/data/ of "
+                        f"ILSVRC2015_devkit.tar.gz) and put it in {devkit_dirs(cfg)[0]}, or set data.devkit=DIR or "
+                        "data.blacklist=FILE (data.blacklist=none scores every pair)")
+    return synsets, found
+
+
 def _index(cfg: DetDataConfig, split: str, seed: int):
     root = cfg.root
     if cfg.format == "ilsvrc":
-        own = os.path.join(root, "map_det.txt")  # a data set that carries its own synset list (the miniature)
-        synsets = cfg.synsets or (own if os.path.isfile(own) else MAP_DET)
-        if cfg.blacklist:
-            blacklist = os.path.join(root, cfg.blacklist)
-        elif cfg.toy:
-            blacklist = os.path.join(root, "det_validation_blacklist.txt")
-        else:
-            blacklist = os.path.join(root, BLACKLIST_NAME) if os.path.isfile(os.path.join(root, BLACKLIST_NAME)) else None
+        synsets, blacklist = ilsvrc_files(cfg, split)
         return ILSVRCDet(root, split, synsets=synsets, negatives=cfg.negatives, blacklist=blacklist, seed=seed)
     if cfg.format == "voc":
         return VOCDet(root, split)
