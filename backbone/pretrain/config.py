@@ -20,11 +20,13 @@ from .engine import Schedule
 
 @dataclass
 class DataConfig:
-    root: str = "data/imagenet"  # ILSVRC2012 CLS-LOC: <root>/train/<wnid>/*.JPEG, <root>/val/...
-    train_dir: str = "train"
-    val_dir: str = "val"
-    val_labels: str | None = None  # official flat val: ILSVRC2012_validation_ground_truth.txt (under root)
-    synsets: str | None = None  # wnid/ID list for val_labels (default: the shipped map_clsloc.txt)
+    # ILSVRC CLS-LOC: <root>/{train,val}/ or the 2015 tarballs' <root>/Data/CLS-LOC/{train,val}/ (layout.py)
+    root: str = "data/imagenet"
+    train_dir: str | None = None  # None: train/, else Data/CLS-LOC/train/
+    val_dir: str | None = None  # None: val/, else Data/CLS-LOC/val/ (class folders, or flat with val_labels)
+    val_labels: str | None = None  # a flat val's ground truth (None: found in the devkit, see devkit)
+    synsets: str | None = None  # wnid/ID list for val_labels (None: the devkit's map_clsloc.txt, else the shipped one)
+    devkit: str | None = None  # the devkit data/ (None: <root>/devkit/data, <root>, ILSVRC2012_devkit_t12/data)
     toy: bool = False  # generate the miniature ImageNet at root on first use
     toy_images_per_class: int = 80
     toy_image_size: int = 72

@@ -44,6 +44,7 @@ from .data import (
     train_transform,
 )
 from .engine import ema_model, evaluate, train_one_epoch
+from .layout import find_layout
 
 
 def prepare_data(cfg: PretrainConfig, rank: int, world: int) -> tuple[list[str], list, list]:
@@ -55,19 +56,13 @@ def prepare_data(cfg: PretrainConfig, rank: int, world: int) -> tuple[list[str],
                               size=d.toy_image_size, seed=cfg.seed)
         if world > 1:
             dist.barrier()
-    train_dir = os.path.join(d.root, d.train_dir)
-    if not os.path.isdir(train_dir):
-        raise DataError(f"no ImageNet at {d.root} (looked for {train_dir}/<wnid>/*.JPEG): point data.root=... at "
-                        "your ILSVRC2012 CLS-LOC folder, or run the miniature: python tools/pretrain_backbone.py "
-                        "configs/pretrain_toy.yaml")
-    classes = find_classes(train_dir)
-    train = class_folder_samples(train_dir, classes)
-    val_dir = os.path.join(d.root, d.val_dir)
-    if d.val_labels:
-        synsets = d.synsets or (os.path.join(d.root, "map_clsloc.txt") if d.toy else SYNSETS_FILE)
-        val = official_val_samples(val_dir, os.path.join(d.root, d.val_labels), synsets, classes)
+    where = find_layout(d.root, d.train_dir, d.val_dir, d.val_labels, d.synsets, d.devkit)
+    classes = find_classes(where.train_dir)
+    train = class_folder_samples(where.train_dir, classes)
+    if where.val_labels:
+        val = official_val_samples(where.val_dir, where.val_labels, where.synsets or SYNSETS_FILE, classes)
     else:
-        val = class_folder_samples(val_dir, classes)
+        val = class_folder_samples(where.val_dir, classes)
     return classes, train, val
 
 

@@ -43,11 +43,11 @@ class DetDataConfig:
 
 
 def _given(path: str, root: str, key: str) -> str:
-    """A file named in the config: as given, else under ``root``; one line naming the key if neither."""
-    for candidate in (path, os.path.join(root, path)):
+    """A file named in the config: under ``root``, else as given; one line naming the key if neither."""
+    for candidate in (os.path.join(root, path), path):
         if os.path.isfile(candidate):
             return candidate
-    raise DataError(f"{path}: no such file (data.{key}; looked as given and under {root}): fix data.{key}=..., "
+    raise DataError(f"{path}: no such file (data.{key}; looked under {root} and as given): fix data.{key}=..., "
                     f"or leave it unset to use the devkit's")
 
 
