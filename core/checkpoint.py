@@ -34,6 +34,8 @@ REQUIRED = ("model", "optimizer", "epoch", "step_in_epoch", "global_step")
 
 
 def load_checkpoint(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such checkpoint; check resume=... (auto: the newest in the work dir)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:

@@ -22,6 +22,11 @@ def run_guarded(name: str, body: Callable[[], int]) -> int:
     except (UserError, FileExistsError) as e:
         print(f"{name}: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as e:
+        # the tools check the paths a user gives them and name the key to fix; this is the net under
+        # those checks, so that a path missed there is still one line and not a traceback
+        print(f"{name}: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except NonFiniteLoss as e:
         print(f"{name}: {e}", file=sys.stderr)
         return EXIT_NON_FINITE

@@ -44,6 +44,9 @@ def image_paths(inputs: list[str]) -> list[str]:
 
 def read_synsets(path: str) -> list[tuple[str, int, str]]:
     """``wnid id name`` lines -> [(wnid, id, name)]."""
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: no such synset list (wnid id name lines, the devkit's map_det.txt / "
+                        "map_clsloc.txt): fix data.synsets=..., or leave it unset")
     out = []
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):

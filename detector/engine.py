@@ -10,9 +10,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm import tqdm
 
 from core.errors import NonFiniteLoss
+from core.progress import progress_bar
 from core.seeding import step_seed
 from core.trainer import mean_over_processes, optimizer_step, set_lr
 
@@ -51,8 +51,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
                     progress: bool = True, max_steps: int | None = None) -> dict:
     model.train()
     world = dist.get_world_size() if dist.is_initialized() else 1
-    bar = tqdm(total=steps_per_epoch, initial=start_step, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress,
-               dynamic_ncols=True)
+    bar = progress_bar(total=steps_per_epoch, initial=start_step, desc=f"epoch {epoch + 1}/{epochs}", enabled=progress)
     step, seen, tic = start_step, 0, time.perf_counter()
     sums: dict[str, float] = {}
     for batch in loader:
@@ -110,7 +109,7 @@ def predict(model: nn.Module, loader: Iterable, device: torch.device, n_images: 
     could not be read get no detections."""
     model.eval()
     out = [ImageDetections.empty() for _ in range(n_images)]
-    for batch in tqdm(loader, desc="detect", disable=not progress, dynamic_ncols=True, leave=False):
+    for batch in progress_bar(loader, desc="detect", enabled=progress, leave=False):
         with autocast():
             preds = model(images_to(batch.images, device)) if batch.images else []
         for t, p in zip(batch.targets, preds):

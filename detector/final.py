@@ -36,6 +36,8 @@ def save_final(path: str, model: nn.Module, cfg: DetConfig, classes: list[str], 
 def read_final(path: str, fix: str) -> dict:
     """The contents of a ``model_final.pth``; an unreadable file is a :class:`CheckpointError`
     whose message ends with ``fix``."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such file; {fix}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:

@@ -13,9 +13,9 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from core.errors import NonFiniteLoss
+from core.progress import progress_bar
 from core.seeding import step_seed
 from core.trainer import mean_over_processes, optimizer_step, set_lr
 
@@ -70,8 +70,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
     model.train()
     world = dist.get_world_size() if dist.is_initialized() else 1
     steps = schedule.steps_per_epoch
-    bar = tqdm(total=steps, initial=start_step, desc=f"epoch {epoch + 1}/{schedule.epochs}", disable=not progress,
-               dynamic_ncols=True, leave=True)
+    bar = progress_bar(total=steps, initial=start_step, desc=f"epoch {epoch + 1}/{schedule.epochs}", enabled=progress)
     totals = {"loss": 0.0, "n": 0, "skipped": 0}
     step = start_step
     tic = time.perf_counter()
@@ -132,7 +131,7 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device, *, channe
     correct = torch.zeros(len(heads), 2, dtype=torch.float64)
     count = torch.zeros(1, dtype=torch.float64)
     skipped, n_heads = 0, 1
-    for batch in tqdm(loader, desc=desc, disable=not progress, dynamic_ncols=True, leave=False):
+    for batch in progress_bar(loader, desc=desc, enabled=progress, leave=False):
         skipped += batch.skipped
         if batch.labels.numel() == 0:
             continue

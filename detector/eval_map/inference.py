@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Subset
-from tqdm import tqdm
 
 from core.data_report import Collecting, DataReport, publish_all, report_path
+from core.progress import progress_bar
 from core.records import log
 from core.runtime import amp_for, amp_name
 
@@ -66,8 +66,7 @@ def predict_ensemble(models: list, batches, device: torch.device, n_images: int,
     detections from the same pass."""
     ens = [ImageDetections.empty() for _ in range(n_images)]
     members = [[ImageDetections.empty() for _ in range(n_images)] for _ in models] if with_members else []
-    for batch in tqdm(batches, desc=f"ensemble of {len(models)}", disable=not progress, dynamic_ncols=True,
-                      leave=False):
+    for batch in progress_bar(batches, desc=f"ensemble of {len(models)}", enabled=progress, leave=False):
         if not batch.images:
             continue
         with autocast():
