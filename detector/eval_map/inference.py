@@ -89,8 +89,8 @@ def detections(cfg: DetConfig, req: EvalRequest, plan: Plan, gt: GroundTruth, ou
         keys[plan.ensemble] = cache_key(cfg, plan.paths, req.method, precision)
     dets, seconds = cached(keys, out, len(gt.records)) if req.cache else ({}, {})
     fresh = [s for s in keys if s not in dets]
-    skipped = DataReport()  # the first pass over the images names what it could not read
-    images = Collecting(loader(cfg, gt, req.batch_size, device, rank, world), skipped)
+    skipped = DataReport()
+    first = images = Collecting(loader(cfg, gt, req.batch_size, device, rank, world), skipped)  # names what it skips
     autocast, _ = amp_for(device, cfg.amp)
     progress = req.progress and rank == 0
     todo = [k for k, s in enumerate(plan.names) if s not in dets]
@@ -103,14 +103,14 @@ def detections(cfg: DetConfig, req: EvalRequest, plan: Plan, gt: GroundTruth, ou
         dets[plan.ensemble], seconds[plan.ensemble] = gather(ens, world), time.perf_counter() - tic
         for k in todo:
             dets[plan.names[k]], seconds[plan.names[k]] = gather(own[k], world), float("nan")
-        todo, images = [], images.loader
+        todo, images = [], first.loader
     for k in todo:
         model = load_final(plan.paths[k])[0].to(device)
         tic = time.perf_counter()
         d = predict(model, images, device, len(gt.records), autocast, progress)
         dets[plan.names[k]], seconds[plan.names[k]] = gather(d, world), time.perf_counter() - tic
-        images = images.loader if isinstance(images, Collecting) else images
-    if not isinstance(images, Collecting):  # a pass ran: what it skipped, from every process
+        images = first.loader
+    if images is not first:  # a pass ran: what it skipped, from every process
         publish_all(skipped, "evaluation", report_path(out, "evaluation"), world, rank, log)
     if plan.ensemble and plan.ensemble not in dets:  # nms / wbf over the members' detections
         tic = time.perf_counter()
