@@ -11,7 +11,8 @@ import os
 import sys
 
 from core.cli import run_guarded
-from detector.data.ilsvrc import MAP_DET, ILSVRCDet
+from detector.data.build import DetDataConfig, ilsvrc_files
+from detector.data.ilsvrc import ILSVRCDet
 from detector.data.split import balanced_halves, write_split
 
 
@@ -20,14 +21,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("root", help="the folder holding Data/, Annotations/ and ImageSets/")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--synsets", default=None,
-                   help="wnid list (default: ROOT/map_det.txt if present, else the 200 DET synsets)")
+                   help="wnid list (default: map_det.txt in ROOT/devkit/data or ROOT, else the 200 DET synsets)")
     a = p.parse_args(argv)
     return run_guarded("make_val_split", lambda: split(a.root, a.seed, a.synsets))
 
 
 def split(root: str, seed: int, synsets: str | None) -> int:
-    own = os.path.join(root, "map_det.txt")
-    val = ILSVRCDet(root, "val", synsets=synsets or (own if os.path.isfile(own) else MAP_DET))
+    table, _ = ilsvrc_files(DetDataConfig(root=root, synsets=synsets), "train")  # the synsets; no blacklist needed
+    val = ILSVRCDet(root, "val", synsets=table)
     if val.report:
         print(val.report.summary("reading val"), file=sys.stderr)
     one, two = balanced_halves(val.records, seed)
