@@ -136,7 +136,7 @@ class COCODet:
             if problem is not None:
                 kind, action, detail = problem
                 self.report.add(kind, action, self.ann_file, detail)
-                if action != CROSSING_ACTION:
+                if action != CROSSING_ACTION:  # a border-crossing box is reported and kept
                     continue
             ids.add(ann["id"])
             area = ann.get("area")
