@@ -91,6 +91,7 @@ def ilsvrc(tmp_path_factory):
         f.write(re.sub(r"<size>.*?</size>", "", text, flags=re.S))  # no size: read from the image
     truncate(im(3))
     os.unlink(im(4))
+    os.unlink(a(7))  # a val image without its XML
     cv2.imwrite(im(5), np.zeros((h + 7, w, 3), np.uint8))  # another size than its XML says
     train_bad = sorted(os.listdir(os.path.join(root, "Data", "DET", "train")))[0]
     truncate(os.path.join(root, "Data", "DET", "train", train_bad))
@@ -100,7 +101,8 @@ def ilsvrc(tmp_path_factory):
                (x(1), "inverted boxes (dropped)"), (x(1), "boxes outside the image (dropped)"),
                (x(1), "boxes crossing the image border (scored as annotated, clipped for training)"),
                (x(1), "objects of unknown classes (object skipped)"),
-               (x(2), "annotations without a size (read from the image header)")}
+               (x(2), "annotations without a size (read from the image header)"),
+               (i(7), "images without an annotation file (read as having no objects)")}
     loading = {(i(k), "unreadable or mismatched images (image skipped)") for k in (3, 4, 5)}
     return root, clean, ids, reading, loading, train_bad
 
@@ -110,14 +112,15 @@ def test_ilsvrc_reader_keeps_good_boxes_exact(ilsvrc):
     ds = ILSVRCDet(root, "val", synsets=os.path.join(root, "devkit", "data", "map_det.txt"))
     got = {r.image_id: r for r in ds.records}
     assert ids[0] not in got and len(got) == 7
-    for k in (2, 3, 4, 5, 6, 7):  # unchanged annotations (2 lost only its size)
+    for k in (2, 3, 4, 5, 6):  # unchanged annotations (2 lost only its size)
         assert np.array_equal(got[ids[k]].boxes, clean[ids[k]].boxes) and (got[ids[k]].width, got[ids[k]].height) == (
             clean[ids[k]].width, clean[ids[k]].height)
     w = got[ids[1]].width
     assert got[ids[1]].boxes.tolist() == [[2, 3, 21, 31], [-5, 2, w + 10, 9]]  # the good one and the crossing one
     assert got[ids[1]].labels.tolist() == [1, 5]
     # every finding of the 8 bad objects and files is kept, not 5 of them
-    assert len(ds.report) == 9 and len(ds.report.counts) == 7
+    assert got[ids[7]].boxes.shape == (0, 4)
+    assert len(ds.report) == 10 and len(ds.report.counts) == 8
 
 
 def test_ilsvrc_tools_run_on_the_2015_layout_and_name_every_bad_item(ilsvrc, tmp_path):

@@ -97,6 +97,19 @@ def export_backbone(path: str, model: GoogLeNetWithAux, cfg: PretrainConfig, cla
     save_atomic({"state_dict": b.state_dict(), "meta": meta}, path)
 
 
+def training_data(cfg: PretrainConfig, train: list, rank: int, world: int) -> tuple[ClassificationDataset,
+                                                                                    EpochSampler]:
+    d = cfg.data
+    train_ds = ClassificationDataset(train, train_transform(d.crop, tuple(d.interpolations), d.photometric,
+                                                            tuple(d.area)),
+                                     seed=cfg.seed, on_bad_image=d.on_bad_image)
+    sampler = EpochSampler(len(train_ds), cfg.batch_size, cfg.seed, rank, world)
+    if sampler.steps() == 0:
+        raise DataError(f"{d.root}: {len(train_ds)} training images make no batch of {cfg.batch_size}: "
+                        "lower batch_size")
+    return train_ds, sampler
+
+
 def run(cfg: PretrainConfig) -> dict:
     """Train (or resume) and export. Returns the final metrics."""
     started = time.perf_counter()
@@ -114,13 +127,7 @@ def run(cfg: PretrainConfig) -> dict:
     optimizer = build_optimizer(model, cfg.optim, base_lr)
     autocast, scaler = amp_for(device, cfg.amp)
 
-    train_ds = ClassificationDataset(train, train_transform(d.crop, tuple(d.interpolations), d.photometric,
-                                                            tuple(d.area)),
-                                     seed=cfg.seed, on_bad_image=d.on_bad_image)
-    sampler = EpochSampler(len(train_ds), cfg.batch_size, cfg.seed, rank, world)
-    if sampler.steps() == 0:
-        raise DataError(f"{d.root}: {len(train_ds)} training images make no batch of {cfg.batch_size}: "
-                        "lower batch_size")
+    train_ds, sampler = training_data(cfg, train, rank, world)
     schedule = build_schedule(cfg, base_lr, sampler.steps())
     trainer = Trainer(cfg.out_dir, steps_per_epoch=sampler.steps(), epochs=cfg.epochs, max_steps=cfg.max_steps,
                       eval_every=cfg.eval_every, checkpoint_every_steps=cfg.checkpoint_every_steps,

@@ -239,6 +239,9 @@ class ILSVRCDet:
         if found is None:
             return None
         width, height, objects = found
+        if self.split != "train" and source == image_path:  # training negatives have none; every val image has one
+            self.report.add("images without an annotation file", "read as having no objects", image_path,
+                            f"no {xml_path}")
         boxes, labels, _ = boxes_from_objects(objects, width, height, self.class_index, source, self.report)
         ignore = np.zeros(len(labels), bool)
         black = self.blacklist.get(index, set())
