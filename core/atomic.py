@@ -3,8 +3,10 @@ over it. A crash or an interrupt leaves the old file or the new one, never a tor
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from typing import IO, Any
@@ -12,6 +14,16 @@ from typing import IO, Any
 import cv2
 import numpy as np
 import torch
+
+from .errors import UserError
+
+# torch.save reports a failed write of its zip container as a RuntimeError ("unexpected pos ..."),
+# not as the OSError underneath; with this little room left, that failure is taken as a full disk.
+LOW_SPACE = 64 << 20
+
+
+class OutputError(UserError):
+    """An output that could not be written (a full disk); the old file, if any, is kept."""
 
 
 def write_atomic(path: str, mode: str, write: Callable[[IO], object]) -> None:
@@ -25,10 +37,20 @@ def write_atomic(path: str, mode: str, write: Callable[[IO], object]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if disk_full(e, folder):
+            free = shutil.disk_usage(folder).free
+            raise OutputError(f"{path}: no space left on the device ({free >> 20} MiB free); the old file is kept: "
+                              "free some space (old work_dirs, checkpoints) and run the command again") from None
         raise
+
+
+def disk_full(error: BaseException, folder: str) -> bool:
+    if isinstance(error, OSError):
+        return error.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(error, RuntimeError) and shutil.disk_usage(folder).free < LOW_SPACE
 
 
 def save_atomic(obj: Any, path: str) -> None:

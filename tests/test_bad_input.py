@@ -298,3 +298,38 @@ def test_coco_files_that_are_not_coco_are_one_line(tmp_path):
                     "categories": [{"id": 1, "name": "dog"}]})  # test-dev style: no annotations
     out = run("browse_dataset.py", *cfg)
     assert out.returncode == 0 and "files without annotations" in out.stderr, out.stderr[-2000:]
+
+
+# -- outputs -------------------------------------------------------------------------------------------
+def test_a_full_disk_is_one_line_and_keeps_the_old_file(tmp_path, monkeypatch):
+    import errno
+
+    import torch
+
+    from core import atomic
+    from core.cli import EXIT_BAD_INPUT, run_guarded
+
+    path = str(tmp_path / "checkpoint.pth")
+    atomic.save_atomic({"a": 1}, path)
+
+    def no_space(obj, f):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(atomic.torch, "save", no_space)
+    with pytest.raises(atomic.OutputError, match="no space left on the device"):
+        atomic.save_atomic({"a": 2}, path)
+    assert run_guarded("tool", lambda: atomic.save_atomic({"a": 2}, path)) == EXIT_BAD_INPUT
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True) == {"a": 1} and os.listdir(tmp_path) == ["checkpoint.pth"]
+
+    def torn(obj, f):  # what torch.save raises when its zip container's write fails
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 24449600 vs 24449488")
+
+    monkeypatch.setattr(atomic.torch, "save", torn)
+    usage = shutil.disk_usage(str(tmp_path))
+    monkeypatch.setattr(atomic.shutil, "disk_usage", lambda p: usage._replace(free=1 << 20))
+    with pytest.raises(atomic.OutputError, match="1 MiB free"):
+        atomic.save_atomic({"a": 3}, path)
+    monkeypatch.setattr(atomic.shutil, "disk_usage", lambda p: usage._replace(free=10 << 30))
+    with pytest.raises(RuntimeError, match="unexpected pos"):  # with room left, not disguised as a full disk
+        atomic.save_atomic({"a": 3}, path)
