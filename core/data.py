@@ -57,3 +57,19 @@ def read_synsets(path: str) -> list[tuple[str, int, str]]:
                 raise DataError(f"{path}:{n}: expected 'wnid id name', got {line.strip()!r}")
             out.append((parts[0], int(parts[1]), parts[2].strip() if len(parts) > 2 else parts[0]))
     return out
+
+
+def configured_path(path: str, root: str, key: str, folder: bool = False) -> str:
+    """A file (or ``folder``) the config names as ``data.<key>``: under ``root``, else as given;
+    one line naming the key when neither exists."""
+    exists = os.path.isdir if folder else os.path.isfile
+    for candidate in (os.path.join(root, path), path):
+        if exists(candidate):
+            return candidate
+    raise DataError(f"{path}: no such {'folder' if folder else 'file'} (data.{key}; looked under {root} and as "
+                    f"given): fix data.{key}=..., or leave it unset to have it found")
+
+
+def first_file(folders: list[str], names: tuple[str, ...]) -> str | None:
+    """The first of ``names`` found in ``folders``, folder by folder (a search order)."""
+    return next((os.path.join(f, n) for f in folders for n in names if os.path.isfile(os.path.join(f, n))), None)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from core.data import IMAGE_EXTENSIONS
+from core.data import IMAGE_EXTENSIONS, configured_path, first_file
 from core.errors import DataError
 
 TRAIN_DIRS = ("train", os.path.join("Data", "CLS-LOC", "train"))
@@ -31,23 +31,17 @@ class Layout:
     synsets: str | None  # the devkit's wnid/ID list for val_labels (None: the shipped one)
 
 
-def _given(path: str, root: str, key: str, folder: bool = False) -> str:
-    exists = os.path.isdir if folder else os.path.isfile
-    for candidate in (os.path.join(root, path), path):
-        if exists(candidate):
-            return candidate
-    raise DataError(f"{path}: no such {'folder' if folder else 'file'} (data.{key}; looked under {root} and as "
-                    f"given): fix data.{key}=..., or leave it unset to find it in the usual layouts")
-
-
 def devkit_dirs(root: str, devkit: str | None) -> list[str]:
     if devkit:
-        return [_given(devkit, root, "devkit", folder=True)]
+        return [configured_path(devkit, root, "devkit", folder=True)]
     return [os.path.join(root, "devkit", "data"), root, os.path.join(root, "ILSVRC2012_devkit_t12", "data")]
 
 
-def _first(folders: list[str], names: tuple[str, ...]) -> str | None:
-    return next((os.path.join(f, n) for f in folders for n in names if os.path.isfile(os.path.join(f, n))), None)
+def split_dir(root: str, given: str | None, candidates: tuple[str, ...], key: str) -> str | None:
+    """The folder ``data.<key>`` names, else the first of ``candidates`` under ``root`` (None: none is there)."""
+    if given:
+        return configured_path(given, root, key, folder=True)
+    return next((os.path.join(root, d) for d in candidates if os.path.isdir(os.path.join(root, d))), None)
 
 
 def is_flat(folder: str) -> bool:
@@ -59,28 +53,22 @@ def is_flat(folder: str) -> bool:
 
 def find_layout(root: str, train_dir: str | None, val_dir: str | None, val_labels: str | None,
                 synsets: str | None, devkit: str | None) -> Layout:
-    if train_dir:
-        train = _given(train_dir, root, "train_dir", folder=True)
-    else:
-        train = next((os.path.join(root, d) for d in TRAIN_DIRS if os.path.isdir(os.path.join(root, d))), None)
-        if train is None:
-            raise DataError(f"no ImageNet at {root} (looked for {' and '.join(TRAIN_DIRS)} with <wnid>/*.JPEG "
-                            "inside): point data.root=... at your ILSVRC2012 CLS-LOC folder (or data.train_dir=...), "
-                            "or run the miniature: python tools/pretrain_backbone.py configs/pretrain_toy.yaml")
-    if val_dir:
-        val = _given(val_dir, root, "val_dir", folder=True)
-    else:
-        val = next((os.path.join(root, d) for d in VAL_DIRS if os.path.isdir(os.path.join(root, d))), None)
-        if val is None:
-            raise DataError(f"no validation images at {root} (looked for {' and '.join(VAL_DIRS)}): set "
-                            "data.val_dir=...")
+    train = split_dir(root, train_dir, TRAIN_DIRS, "train_dir")
+    if train is None:
+        raise DataError(f"no ImageNet at {root} (looked for {' and '.join(TRAIN_DIRS)} with <wnid>/*.JPEG "
+                        "inside): point data.root=... at your ILSVRC2012 CLS-LOC folder (or data.train_dir=...), "
+                        "or run the miniature: python tools/pretrain_backbone.py configs/pretrain_toy.yaml")
+    val = split_dir(root, val_dir, VAL_DIRS, "val_dir")
+    if val is None:
+        raise DataError(f"no validation images at {root} (looked for {' and '.join(VAL_DIRS)}): set "
+                        "data.val_dir=...")
     kit = devkit_dirs(root, devkit)
-    table = _given(synsets, root, "synsets") if synsets else _first(kit, (SYNSETS_NAME,))
+    table = configured_path(synsets, root, "synsets") if synsets else first_file(kit, (SYNSETS_NAME,))
     if val_labels:
-        return Layout(train, val, _given(val_labels, root, "val_labels"), table)
+        return Layout(train, val, configured_path(val_labels, root, "val_labels"), table)
     if not is_flat(val):
         return Layout(train, val, None, table)
-    labels = _first(kit, VAL_LABELS)
+    labels = first_file(kit, VAL_LABELS)
     if labels is None:
         raise DataError(f"{val}: a flat validation folder needs its ground truth, {VAL_LABELS[0]} (the ILSVRC2015 "
                         f"devkit's data/) or {VAL_LABELS[1]} (ILSVRC2012_devkit_t12/data/), looked for in "

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
+from core.data import configured_path, first_file
 from core.errors import DataError
 
 from .coco import COCODet
@@ -42,32 +43,12 @@ class DetDataConfig:
     workers: int = 4
 
 
-def _given(path: str, root: str, key: str) -> str:
-    """A file named in the config: under ``root``, else as given; one line naming the key if neither."""
-    for candidate in (os.path.join(root, path), path):
-        if os.path.isfile(candidate):
-            return candidate
-    raise DataError(f"{path}: no such file (data.{key}; looked under {root} and as given): fix data.{key}=..., "
-                    f"or leave it unset to use the devkit's")
-
-
 def devkit_dirs(cfg: DetDataConfig) -> list[str]:
     """Where the ILSVRC devkit's data is looked for, in order: ``data.devkit``, else where the
     2015 tarballs unpack it (``<root>/devkit/data``), then ``<root>`` itself."""
     if cfg.devkit:
-        if not os.path.isdir(cfg.devkit):
-            raise DataError(f"{cfg.devkit}: no such folder (data.devkit): point it at the devkit's data/ folder "
-                            "(map_det.txt, ILSVRC2015_det_validation_blacklist.txt)")
-        return [cfg.devkit]
+        return [configured_path(cfg.devkit, cfg.root, "devkit", folder=True)]
     return [os.path.join(cfg.root, "devkit", "data"), cfg.root]
-
-
-def devkit_file(cfg: DetDataConfig, names: tuple[str, ...]) -> str | None:
-    for folder in devkit_dirs(cfg):
-        for name in names:
-            if os.path.isfile(os.path.join(folder, name)):
-                return os.path.join(folder, name)
-    return None
 
 
 def ilsvrc_files(cfg: DetDataConfig, split: str) -> tuple[str, str | None]:
@@ -75,13 +56,13 @@ def ilsvrc_files(cfg: DetDataConfig, split: str) -> tuple[str, str | None]:
     devkit's (:func:`devkit_dirs`); the shipped 200-synset list when the devkit has none. A val
     split is not scored without its blacklist (the devkit's numbers leave those pairs out), unless
     ``data.blacklist=none`` says so."""
-    synsets = (_given(cfg.synsets, cfg.root, "synsets") if cfg.synsets
-               else devkit_file(cfg, ("map_det.txt",)) or MAP_DET)
+    synsets = (configured_path(cfg.synsets, cfg.root, "synsets") if cfg.synsets
+               else first_file(devkit_dirs(cfg), ("map_det.txt",)) or MAP_DET)
     if split == "train" or (cfg.blacklist or "").lower() == "none":
         return synsets, None
     if cfg.blacklist:
-        return synsets, _given(cfg.blacklist, cfg.root, "blacklist")
-    found = devkit_file(cfg, BLACKLIST_NAMES)
+        return synsets, configured_path(cfg.blacklist, cfg.root, "blacklist")
+    found = first_file(devkit_dirs(cfg), BLACKLIST_NAMES)
     if found is None and split.startswith("val"):
         looked = " or ".join(devkit_dirs(cfg))
         raise DataError(f"no {BLACKLIST_NAME} in {looked}: get it from the ILSVRC2015 devkit (devkit/data/ of "
