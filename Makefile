@@ -6,12 +6,18 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench check clean
 
+# Selective Search (tools/make_proposals.py) is in OpenCV contrib. albumentations requires the plain
+# wheel by name and both install the one cv2 module, so the contrib wheel of the same version goes in
+# last, over it (README "Dependencies"); detector/proposals/selective_search.py names the same wheel.
+OPENCV_CONTRIB := opencv-contrib-python-headless==4.14.0.94
+
 # torch/torchvision pinned to the releases on this project's machines' disk (a CUDA build of the
 # same versions elsewhere); everything else from setup.py's ranges.
 $(STAMP): setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --no-deps --force-reinstall $(OPENCV_CONTRIB)
 	@touch $(STAMP)
 
 # ruff (pyproject.toml): pyflakes, pycodestyle, import order, bugbear, pyupgrade; the tests run after it.

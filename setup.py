@@ -22,9 +22,10 @@ setup(
         "numpy>=1.24,<3",
         "pycocotools>=2.0.7,<3",  # COCO metrics: the reference implementation, not a rewrite
         "albumentations>=2.0,<3",  # detection augmentation with box bookkeeping (BboxParams)
-        # OpenCV is albumentations' own headless wheel: a second OpenCV wheel beside it would
-        # shadow it (both install the cv2 module).
-        "opencv-python-headless>=4.9,<5",
+        # OpenCV is albumentations' own headless wheel, pinned so that the contrib wheel of the same
+        # version (Selective Search, cv2.ximgproc), which the Makefile installs over it, matches it:
+        # both install the one cv2 module
+        "opencv-python-headless==4.14.0.94",
         "PyYAML>=6,<7",  # configs
         "tqdm>=4.60,<5",  # progress bars
         "tensorboard>=2.14,<3",  # training scalars (torch.utils.tensorboard writes, this reads)

@@ -42,6 +42,13 @@ def targets_to(batch_targets: list[dict], device: torch.device) -> list[dict]:
     return out
 
 
+def proposals_of(batch_targets: list[dict], device: torch.device) -> list[torch.Tensor] | None:
+    """The batch's external region proposals (``[P, 4]`` per image), or None when it has none."""
+    if not batch_targets or "proposals" not in batch_targets[0]:
+        return None
+    return [t["proposals"].to(device) for t in batch_targets]
+
+
 def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer,
                     lr_for_step: Callable[[int], float], *, epoch: int, epochs: int, steps_per_epoch: int,
                     start_step: int, device: torch.device, seed: int, rank: int = 0,
@@ -68,7 +75,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
         images = images_to(batch.images, device, non_blocking=True)
         targets = targets_to(batch.targets, device)
         with autocast():
-            losses = model(images, targets)
+            losses = model(images, targets, proposals=proposals_of(batch.targets, device))
         loss = sum(losses.values())
         reported = mean_over_processes(torch.stack([loss.detach().float()] + [v.detach().float()
                                                                                for v in losses.values()]))
@@ -111,7 +118,8 @@ def predict(model: nn.Module, loader: Iterable, device: torch.device, n_images: 
     out = [ImageDetections.empty() for _ in range(n_images)]
     for batch in progress_bar(loader, desc="detect", enabled=progress, leave=False):
         with autocast():
-            preds = model(images_to(batch.images, device)) if batch.images else []
+            preds = (model(images_to(batch.images, device), proposals=proposals_of(batch.targets, device))
+                     if batch.images else [])
         for t, p in zip(batch.targets, preds):
             out[t["position"]] = to_original(t, p)
     return out

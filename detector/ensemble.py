@@ -1,12 +1,14 @@
 """Ensembles of detectors (spec §3: "an ensemble of 6 ConvNets when classifying each region").
 
 * ``shared`` (the paper's): one set of regions per image, which every member's region head scores.
-  The regions are the union of the members' RPN proposals taken in rank order (every member's
-  best, then every member's second best, ...), de-duplicated by the RPN's own per-level NMS and
-  cut to its ``post_nms_top_n``. Rank order, because members' objectness scores are not on one
-  scale: ranked by them, one member's proposals crowd out the others' (on the miniature, a
-  six-member ensemble scores 30.3% mAP that way and 35.4% in rank order, as much as with the
-  whole union). Class probabilities (and box deltas, from members that regress) are averaged,
+  With external proposals (``model.proposals=external``, the entry's Selective Search) the regions
+  are those, the same boxes for every member. With the RPN's they are the union of the members'
+  RPN proposals taken in rank order (every member's best, then every member's second best, ...),
+  de-duplicated by the RPN's own per-level NMS and cut to its ``post_nms_top_n``. Rank order,
+  because members' objectness scores are not on one scale: ranked by them, one member's proposals
+  crowd out the others' (on the miniature, a six-member ensemble scores 30.3% mAP that way and
+  35.4% in rank order, as much as with the whole union). With ``both``, the external boxes plus
+  that union. Class probabilities (and box deltas, from members that regress) are averaged,
   then the usual per-class NMS. Each image is read, resized, normalised and batched once for all
   members; each member runs its trunk, RPN and head once (no region is scored twice: the union is
   cut to one member's number of regions).
@@ -36,9 +38,13 @@ METHODS = ("shared", "nms", "wbf")
 
 
 def check_compatible(models: list[GoogLeNetFasterRCNN]) -> None:
-    """Members share classes and input normalisation (their proposals and scores are pooled)."""
+    """Members share classes, input normalisation and where their regions come from (their
+    proposals and scores are pooled)."""
     ref = models[0]
     for k, m in enumerate(models[1:], 1):
+        if m.proposal_source != ref.proposal_source:
+            raise ValueError(f"ensemble member {k} takes model.proposals={m.proposal_source}, member 0 "
+                             f"{ref.proposal_source}: members of one ensemble share their region source")
         if m.roi_heads.box_predictor.cls_score.out_features != ref.roi_heads.box_predictor.cls_score.out_features:
             raise ValueError(f"ensemble member {k} predicts another number of classes than member 0")
         if m.transform.image_mean != ref.transform.image_mean or m.transform.image_std != ref.transform.image_std:
@@ -98,25 +104,38 @@ def _postprocess(model: GoogLeNetFasterRCNN, probs: Tensor, deltas: Tensor, boxe
     return [{"boxes": b, "scores": s, "labels": lab} for b, s, lab in zip(det_boxes, scores, labels)]
 
 
+def _shared_regions(ref: GoogLeNetFasterRCNN, props: list, external: list[Tensor] | None, i: int) -> Tensor:
+    """Image ``i``'s one region set for every member: the external proposals, and (``rpn`` and
+    ``both``) the members' RPN proposals joined in rank order (every member's best, then every
+    member's second best, ...), de-duplicated and cut as one member's."""
+    parts = [] if external is None else [external[i]]
+    if ref.rpn is not None:
+        boxes, lvl = torch.cat([p[i][0] for p in props]), torch.cat([p[i][2] for p in props])
+        rank = torch.cat([-torch.arange(len(p[i][1]), dtype=torch.float32, device=boxes.device) for p in props])
+        parts.append(_filter(ref.rpn, boxes, rank, lvl, score_thresh=False)[0])
+    return torch.cat(parts)
+
+
 @torch.inference_mode()
-def detect_shared(models: list[GoogLeNetFasterRCNN], images: list[Tensor],
-                  with_members: bool = False) -> tuple[list[dict], list[list[dict]]]:
+def detect_shared(models: list[GoogLeNetFasterRCNN], images: list[Tensor], with_members: bool = False,
+                  external: list[Tensor] | None = None) -> tuple[list[dict], list[list[dict]]]:
     """The ``shared`` ensemble on a batch of images (already resized by the data pipeline):
-    ``(ensemble detections per image, [each member's own detections per image] or [])``."""
+    ``(ensemble detections per image, [each member's own detections per image] or [])``.
+    ``external``: each image's precomputed proposals (``[P, 4]`` in the resized image's pixels),
+    for members trained with ``model.proposals`` external or both; every member scores the same set."""
     ref = models[0]
+    if ref.proposal_source != "rpn" and external is None:
+        raise ValueError(f"members with model.proposals={ref.proposal_source} need the external proposals")
     batch, _ = ref.transform(images)  # normalise and pad once for every member
     sizes = batch.image_sizes
+    ext = None if external is None or ref.proposal_source == "rpn" else [
+        e.to(batch.tensors.device, torch.float32) for e in external]
     feats, props = [], []
     for m in models:
         f = m.backbone(batch.tensors)
         feats.append(f)
-        props.append(rpn_proposals(m, batch, f))
-    union = []
-    for i in range(len(images)):
-        boxes, lvl = torch.cat([p[i][0] for p in props]), torch.cat([p[i][2] for p in props])
-        # each member's proposals come best first: rank them by their place in that order
-        rank = torch.cat([-torch.arange(len(p[i][1]), dtype=torch.float32, device=boxes.device) for p in props])
-        union.append(_filter(ref.rpn, boxes, rank, lvl, score_thresh=False)[0])
+        props.append(rpn_proposals(m, batch, f) if m.rpn is not None else None)
+    union = [_shared_regions(ref, props, ext, i) for i in range(len(images))]
     probs, deltas, n_reg = 0, 0, 0
     members = []
     for m, f, p in zip(models, feats, props):
@@ -125,7 +144,8 @@ def detect_shared(models: list[GoogLeNetFasterRCNN], images: list[Tensor],
         if m.bbox_reg:
             deltas, n_reg = deltas + de, n_reg + 1
         if with_members:
-            own = [b for b, _, _ in p]
+            own = [torch.cat(([] if ext is None else [ext[i]]) + ([] if p is None else [p[i][0]]))
+                   for i in range(len(images))]
             members.append(_postprocess(m, *_head(m, f, own, sizes), own, sizes))
     probs = probs / len(models)
     deltas = deltas / n_reg if n_reg else probs.new_zeros(probs.shape[0], probs.shape[1] * 4)

@@ -34,6 +34,10 @@ from backbone.googlenet import IMAGENET_MEAN, IMAGENET_STD, GoogLeNet, googlenet
 from backbone.weights import load_weights, read_weights
 
 Head = Literal["c4", "fpn"]
+# where the regions come from: the RPN; precomputed boxes only (R-CNN, the 2014 entry's Selective
+# Search: no RPN at all); or both, joined (the entry's Selective Search + 200 MultiBox boxes, the RPN
+# standing in for MultiBox)
+ProposalSource = Literal["rpn", "external", "both"]
 
 
 class NoResizeTransform(GeneralizedRCNNTransform):
@@ -134,17 +138,46 @@ class GoogLeNetFasterRCNN(FasterRCNN):
     rather than logged as if it meant something."""
 
     def __init__(self, backbone: nn.Module, *, head_kind: Head, bbox_reg: bool, backbone_layout: dict,
-                 image_mean: list[float], image_std: list[float], **faster_rcnn_args) -> None:
+                 image_mean: list[float], image_std: list[float], proposal_source: ProposalSource = "rpn",
+                 **faster_rcnn_args) -> None:
         super().__init__(backbone, image_mean=image_mean, image_std=image_std, **faster_rcnn_args)
         self.transform = NoResizeTransform(min_size=1, max_size=1 << 30, image_mean=image_mean, image_std=image_std)
         self.head_kind, self.bbox_reg = head_kind, bbox_reg
         self.backbone_layout = backbone_layout
+        self.proposal_source = proposal_source
+        if proposal_source == "external":
+            self.rpn = None  # no parameters that no loss reaches (DDP would wait for their gradients)
 
-    def forward(self, images, targets=None):  # type: ignore[override]
-        out = super().forward(images, targets)
+    def forward(self, images, targets=None, proposals: list[Tensor] | None = None):  # type: ignore[override]
+        """torchvision's: the losses in training, the detections per image in eval. ``proposals``
+        (``[P, 4]`` xyxy per image, in the resized image's pixels) are required with external
+        proposals and ignored with the RPN's."""
+        if self.proposal_source == "rpn":
+            out = super().forward(images, targets)
+        else:
+            out = self._forward_external(images, targets, proposals)
         if self.training and not self.bbox_reg:
             out.pop("loss_box_reg", None)
         return out
+
+    def _forward_external(self, images, targets, proposals):
+        """GeneralizedRCNN's forward with given regions (joined with the RPN's for ``both``); as in
+        R-CNN training, the region head adds the ground truth to them and samples foreground and
+        background by the usual IoU rules."""
+        if proposals is None or len(proposals) != len(images):
+            raise ValueError(f"model.proposals={self.proposal_source}: pass proposals=[boxes [P, 4]] for each image")
+        sizes = [img.shape[-2:] for img in images]
+        batch, targets = self.transform(images, targets)
+        features = self.backbone(batch.tensors)
+        boxes = [p.to(batch.tensors.device, torch.float32) for p in proposals]
+        losses = {}
+        if self.proposal_source == "both":
+            rpn_boxes, losses = self.rpn(batch, features, targets)
+            boxes = [torch.cat([b, r]) for b, r in zip(boxes, rpn_boxes)]
+        detections, head_losses = self.roi_heads(features, boxes, batch.image_sizes, targets)
+        if self.training:
+            return {**losses, **head_losses}
+        return self.transform.postprocess(detections, batch.image_sizes, sizes)
 
 
 def anchor_sizes_for(strides: list[int], base: int = 32) -> tuple[tuple[int, ...], ...]:
@@ -219,7 +252,8 @@ def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = 
                           rpn_batch_size_per_image: int = 256, box_batch_size_per_image: int = 128,
                           box_score_thresh: float = 0.01, box_detections_per_img: int = 100,
                           transform_input: bool = False, image_mean: list[float] | None = None,
-                          image_std: list[float] | None = None) -> GoogLeNetFasterRCNN:
+                          image_std: list[float] | None = None,
+                          proposals: ProposalSource = "rpn") -> GoogLeNetFasterRCNN:
     """Faster R-CNN with a GoogLeNet backbone.
 
     Args:
@@ -231,10 +265,14 @@ def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = 
             from scratch (``variant``, ``norm``, ``transform_input``, ``image_mean``/``std``).
         trainable_from: first trainable layer (``"conv2"`` freezes conv1 as is usual); None trains all.
         freeze_bn: keep BatchNorm statistics and parameters fixed (BN layouts).
+        proposals: ``"rpn"``, ``"external"`` (the caller passes each image's regions; no RPN is
+            built) or ``"both"`` (the given regions joined with the RPN's ``post_nms_top_n``).
         The rest are torchvision's ``FasterRCNN`` settings of the same names.
     """
     if head not in ("c4", "fpn"):
         raise ValueError(f"head must be 'c4' or 'fpn', got {head!r}")
+    if proposals not in ("rpn", "external", "both"):
+        raise ValueError(f"proposals must be 'rpn', 'external' or 'both', got {proposals!r}")
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     net, meta = _backbone_net(weights, variant, norm, transform_input)
@@ -255,8 +293,9 @@ def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = 
         rpn_pre_nms_top_n_train=rpn_pre_nms_top_n_train, rpn_post_nms_top_n_train=rpn_post_nms_top_n_train,
         rpn_pre_nms_top_n_test=rpn_pre_nms_top_n_test, rpn_post_nms_top_n_test=rpn_post_nms_top_n_test,
         rpn_batch_size_per_image=rpn_batch_size_per_image, box_batch_size_per_image=box_batch_size_per_image,
-        box_score_thresh=box_score_thresh, box_detections_per_img=box_detections_per_img)
+        box_score_thresh=box_score_thresh, box_detections_per_img=box_detections_per_img, proposal_source=proposals)
     # the contract, checked here rather than discovered as a shape error mid-training
-    if len(sizes) != len(strides) or model.rpn.head.cls_logits.out_channels != anchors.num_anchors_per_location()[0]:
+    if len(sizes) != len(strides) or (model.rpn is not None and model.rpn.head.cls_logits.out_channels
+                                      != anchors.num_anchors_per_location()[0]):
         raise AssertionError("anchor generator does not match the backbone's feature maps")
     return model

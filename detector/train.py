@@ -71,8 +71,9 @@ def finished_metrics(cfg: DetConfig) -> dict | None:
 def read_data(cfg: DetConfig, seed: int, rank: int) -> tuple[tuple, tuple]:
     """``((train dataset, its index), (val dataset, its index))``; what reading skipped or fixed
     is said once, and listed in ``data_report/read_{train,val}.jsonl``."""
-    train = build_detection_data(cfg.data, train=True, seed=seed)
-    val = build_detection_data(cfg.data, train=False, seed=seed)
+    external = cfg.model.proposals != "rpn"
+    train = build_detection_data(cfg.data, train=True, seed=seed, with_proposals=external)
+    val = build_detection_data(cfg.data, train=False, seed=seed, with_proposals=external)
     if rank == 0:
         for what, stage, (_, idx) in (("training data", "read_train", train), ("validation data", "read_val", val)):
             publish(idx.report, f"reading the {what}", report_path(cfg.out_dir, stage), log)

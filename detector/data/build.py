@@ -6,9 +6,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
+from core.config import ConfigError
 from core.data import configured_path, first_file
 from core.errors import DataError
 
+from ..proposals.store import RecordProposals, aligned, load_proposals
 from .coco import COCODet
 from .dataset import DetectionDataset
 from .ilsvrc import BLACKLIST_NAME, MAP_DET, ILSVRCDet
@@ -41,6 +43,10 @@ class DetDataConfig:
     flip: float = 0.5
     photometric: float = 0.2
     workers: int = 4
+    # model.proposals external | both: a tools/make_proposals.py file per split, "{split}" in the path
+    # standing for the split's name (e.g. work_dirs/proposals/ss_{split}.npz)
+    proposals: str | None = None
+    max_proposals: int = 2000  # the best this many of each image's external proposals
 
 
 def devkit_dirs(cfg: DetDataConfig) -> list[str]:
@@ -82,10 +88,31 @@ def _index(cfg: DetDataConfig, split: str, seed: int):
                    os.path.join(root, cfg.coco_images.format(split=split)))
 
 
-def build_detection_data(cfg: DetDataConfig, train: bool, seed: int = 0):
+def proposals_file(cfg: DetDataConfig, split: str) -> str:
+    """The proposals file of ``split`` (``data.proposals`` with ``{split}`` filled in)."""
+    if not cfg.proposals:
+        raise ConfigError(f"data.proposals: external proposals need a file per split; make them with "
+                          f"python tools/make_proposals.py CONFIG --method ss --split {split} --out FILE and set "
+                          "data.proposals=FILE (with {split} in its name for several splits)")
+    return cfg.proposals.format(split=split)
+
+
+def _record_proposals(cfg: DetDataConfig, parts: list[tuple[str, list]]) -> RecordProposals:
+    """The proposals of every record of ``parts`` (``(split, records)``), in record order."""
+    sources, where = [], []
+    for split, records in parts:
+        path = proposals_file(cfg, split)
+        p = load_proposals(path)
+        sources.append(p)
+        where += [(len(sources) - 1, row) for row in aligned(path, p, records, split)]
+    return RecordProposals(sources, where, cfg.max_proposals)
+
+
+def build_detection_data(cfg: DetDataConfig, train: bool, seed: int = 0, with_proposals: bool = False):
     """``(dataset, index)``: the training split (plus ``extra_train_splits``) with training transforms,
     or the validation split with the fixed test scale. ``index`` has ``classes``, ``class_names``
-    and the parse ``report``."""
+    and the parse ``report``. ``with_proposals``: each sample carries its external proposals
+    (``data.proposals``)."""
     if cfg.toy and cfg.format == "ilsvrc":
         make_toy_ilsvrc(cfg.root, seed=0)
     if not os.path.isdir(cfg.root):
@@ -93,10 +120,13 @@ def build_detection_data(cfg: DetDataConfig, train: bool, seed: int = 0):
                         + (", or make the miniature: python tools/make_toy_data.py" if cfg.format == "ilsvrc" else ""))
     splits = [cfg.train_split, *cfg.extra_train_splits] if train else [cfg.val_split]
     index = _index(cfg, splits[0], seed)
+    parts = [(splits[0], list(index.records))]
     for extra in splits[1:]:
         more = _index(cfg, extra, seed)
+        parts.append((extra, list(more.records)))
         index.records += more.records
         index.report.merge(more.report)
+    proposals = _record_proposals(cfg, parts) if with_proposals else None
     transform = (DetTransform(tuple(cfg.scales), cfg.max_size, train=True, flip=cfg.flip, photometric=cfg.photometric)
                  if train else DetTransform((cfg.test_scale,), cfg.max_size, train=False))
-    return DetectionDataset(index.records, transform, seed=seed), index
+    return DetectionDataset(index.records, transform, seed=seed, proposals=proposals), index

@@ -15,6 +15,7 @@ from core.errors import BadImageError
 from core.seeding import epoch_seed, sample_seed
 
 from ..box_ops import clip_xyxy
+from ..proposals.store import RecordProposals
 from .sample import DataReport, DetSample, ImageRecord
 from .transforms import DetTransform, resized_size
 
@@ -41,8 +42,12 @@ def load_sample(rec: ImageRecord) -> DetSample:
 
 
 class DetectionDataset(Dataset):
-    def __init__(self, records: list[ImageRecord], transform: DetTransform | None, seed: int = 0) -> None:
-        self.records, self.transform, self.seed = records, transform, seed
+    """``proposals``: each record's external region proposals (``detector.proposals``), carried by
+    its sample through the same transforms as its boxes."""
+
+    def __init__(self, records: list[ImageRecord], transform: DetTransform | None, seed: int = 0,
+                 proposals: RecordProposals | None = None) -> None:
+        self.records, self.transform, self.seed, self.proposals = records, transform, seed, proposals
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -54,6 +59,8 @@ class DetectionDataset(Dataset):
             sample = load_sample(rec)
         except BadImageError as e:
             return Skipped(e.path, e.detail)
+        if self.proposals is not None:
+            sample.proposals = self.proposals[index]
         if self.transform is not None:
             self.transform.set_seed(sample_seed(self.seed, self.epoch, index))
             sample = self.transform(sample)
@@ -99,7 +106,9 @@ def images_to(images: list[torch.Tensor], device: torch.device, non_blocking: bo
 
 
 def to_target(s: DetSample) -> dict:
-    return {"boxes": torch.from_numpy(np.ascontiguousarray(s.boxes, np.float32)).reshape(-1, 4),
+    extra = {} if s.proposals is None else {
+        "proposals": torch.from_numpy(np.ascontiguousarray(s.proposals, np.float32)).reshape(-1, 4)}
+    return {**extra, "boxes": torch.from_numpy(np.ascontiguousarray(s.boxes, np.float32)).reshape(-1, 4),
             "labels": torch.from_numpy(np.ascontiguousarray(s.labels, np.int64)),
             "ignore": torch.from_numpy(np.ascontiguousarray(s.ignore, bool)),
             "image_id": s.image_id, "orig_size": s.orig_size, "size": s.image.shape[:2], "position": s.position}

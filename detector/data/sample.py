@@ -31,6 +31,7 @@ class DetSample:
     image_id: str | int
     orig_size: tuple[int, int]  # (height, width) before any transform
     position: int = -1  # index of the image in its data set (set by DetectionDataset)
+    proposals: np.ndarray | None = None  # [P, 4] float32 xyxy: external region proposals, if the model takes them
 
 
 @dataclass

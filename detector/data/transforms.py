@@ -37,7 +37,8 @@ def resize_sample(s: DetSample, short: int, max_size: int) -> DetSample:
     (h, w), image = s.image.shape[:2], resize_image(s.image, short, max_size)
     nh, nw = image.shape[:2]
     scale = np.array([nw / w, nh / h, nw / w, nh / h], np.float32)
-    return DetSample(image, s.boxes * scale, s.labels, s.ignore, s.image_id, s.orig_size)
+    proposals = None if s.proposals is None else s.proposals * scale
+    return DetSample(image, s.boxes * scale, s.labels, s.ignore, s.image_id, s.orig_size, proposals=proposals)
 
 
 class DetTransform:
@@ -71,7 +72,18 @@ class DetTransform:
         s = resize_sample(s, short, self.max_size)
         if self.aug is None:
             return s
-        out = self.aug(image=s.image, bboxes=s.boxes, labels=s.labels, ignore=s.ignore)
+        if s.proposals is None:
+            boxes, labels, ignore = s.boxes, s.labels, s.ignore
+        else:  # the proposals ride along as boxes of label -1, so every geometric op moves them too
+            n = len(s.proposals)
+            boxes = np.concatenate([s.boxes, s.proposals]).astype(np.float32)
+            labels = np.concatenate([s.labels, np.full(n, -1, np.int64)])
+            ignore = np.concatenate([s.ignore, np.zeros(n, bool)])
+        out = self.aug(image=s.image, bboxes=boxes, labels=labels, ignore=ignore)
         boxes = np.asarray(out["bboxes"], np.float32).reshape(-1, 4)
-        return DetSample(out["image"], boxes, np.asarray(out["labels"], np.int64).reshape(-1),
-                         np.asarray(out["ignore"], bool).reshape(-1), s.image_id, s.orig_size)
+        labels = np.asarray(out["labels"], np.int64).reshape(-1)
+        ignore = np.asarray(out["ignore"], bool).reshape(-1)
+        own = labels >= 0
+        proposals = None if s.proposals is None else boxes[~own]
+        return DetSample(out["image"], boxes[own], labels[own], ignore[own], s.image_id, s.orig_size,
+                         proposals=proposals)

@@ -22,11 +22,18 @@ def cache_key(cfg: DetConfig, checkpoints: list[str], method: str | None, precis
     """What a set of detections depends on: the checkpoints (path, size, mtime), the data, the scale
     and the precision it ran in (fp32, bf16, fp16). Not the batch size: batches hold images of one
     padded shape (``shape_batches``), so they compute what batch size 1 does."""
-    parts = [(os.path.abspath(p), os.path.getsize(p), os.stat(p).st_mtime_ns) for p in checkpoints]
+    parts = [_stat(p) for p in checkpoints]
     d = cfg.data
+    external = None
+    if cfg.model.proposals != "rpn" and d.proposals:  # the regions scored
+        external = [cfg.model.proposals, _stat(d.proposals.format(split=d.val_split)), d.max_proposals]
     blob = json.dumps([DETECTIONS_VERSION, parts, method, d.format, os.path.abspath(d.root), d.val_split,
-                       d.test_scale, d.max_size, precision])
+                       d.test_scale, d.max_size, precision] + ([external] if external else []))
     return hashlib.sha1(blob.encode()).hexdigest()
+
+
+def _stat(path: str) -> tuple:
+    return os.path.abspath(path), os.path.getsize(path), os.stat(path).st_mtime_ns
 
 
 def save_detections(path: str, dets: list[ImageDetections], key: str, seconds: float) -> None:

@@ -25,8 +25,10 @@ class GroundTruth:
     report: DataReport  # what reading the annotations skipped or fixed
 
 
-def ground_truth(cfg: DetConfig) -> GroundTruth:
-    ds, index = build_detection_data(cfg.data, train=False, seed=cfg.seed)
+def ground_truth(cfg: DetConfig, with_proposals: bool = False) -> GroundTruth:
+    """The split ``cfg.data.val_split``; ``with_proposals``: its samples carry the external
+    proposals (``data.proposals``) that the members score."""
+    ds, index = build_detection_data(cfg.data, train=False, seed=cfg.seed, with_proposals=with_proposals)
     if not index.records:
         raise DataError(f"{cfg.data.root}: split {cfg.data.val_split} has no images to score")
     for pos, r in enumerate(index.records):  # ILSVRC lines need an image index; VOC/COCO: the position

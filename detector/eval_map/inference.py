@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Subset
 
+from core.config import ConfigError
 from core.data_report import Collecting, DataReport, publish_all, report_path
 from core.progress import progress_bar
 from core.records import log
@@ -20,7 +21,7 @@ from core.runtime import amp_for, amp_name
 
 from ..config import DetConfig
 from ..data.dataset import collate, images_to, shape_batches
-from ..engine import predict, to_original
+from ..engine import predict, proposals_of, to_original
 from ..ensemble import check_compatible, detect_shared, fuse_detections
 from ..evaluation import ImageDetections
 from ..final import load_final
@@ -50,6 +51,17 @@ def loader(cfg: DetConfig, gt: GroundTruth, batch_size: int, device: torch.devic
                       pin_memory=device.type == "cuda")
 
 
+def member(path: str, cfg: DetConfig, device: torch.device):
+    """A trained member on ``device``; one that takes its regions from elsewhere than the config
+    says (``model.proposals``) is an error naming both: the split was read with or without them."""
+    model = load_final(path)[0]
+    if model.proposal_source != cfg.model.proposals:
+        raise ConfigError(f"{path}: trained with model.proposals={model.proposal_source}, the config says "
+                          f"{cfg.model.proposals}: evaluate it with the config it was trained with (or set "
+                          f"model.proposals={model.proposal_source} and data.proposals)")
+    return model.to(device)
+
+
 def gather(dets: list[ImageDetections], world: int) -> list[ImageDetections]:
     """Every process filled its own images' slots: merge them (rank 0 gets them all)."""
     if world == 1:
@@ -70,7 +82,8 @@ def predict_ensemble(models: list, batches, device: torch.device, n_images: int,
         if not batch.images:
             continue
         with autocast():
-            out, own = detect_shared(models, images_to(batch.images, device), with_members)
+            out, own = detect_shared(models, images_to(batch.images, device), with_members,
+                                     external=proposals_of(batch.targets, device))
         for j, t in enumerate(batch.targets):
             ens[t["position"]] = to_original(t, out[j])
             for k in range(len(own)):
@@ -95,7 +108,7 @@ def detections(cfg: DetConfig, req: EvalRequest, plan: Plan, gt: GroundTruth, ou
     progress = req.progress and rank == 0
     todo = [k for k, s in enumerate(plan.names) if s not in dets]
     if plan.ensemble in fresh and req.method == "shared":  # one pass: the ensemble and the members not cached
-        models = [load_final(p)[0].to(device) for p in plan.paths]
+        models = [member(p, cfg, device) for p in plan.paths]
         check_compatible(models)
         tic = time.perf_counter()
         ens, own = predict_ensemble(models, images, device, len(gt.records), autocast, with_members=bool(todo),
@@ -105,7 +118,7 @@ def detections(cfg: DetConfig, req: EvalRequest, plan: Plan, gt: GroundTruth, ou
             dets[plan.names[k]], seconds[plan.names[k]] = gather(own[k], world), float("nan")
         todo, images = [], first.loader
     for k in todo:
-        model = load_final(plan.paths[k])[0].to(device)
+        model = member(plan.paths[k], cfg, device)
         tic = time.perf_counter()
         d = predict(model, images, device, len(gt.records), autocast, progress)
         dets[plan.names[k]], seconds[plan.names[k]] = gather(d, world), time.perf_counter() - tic

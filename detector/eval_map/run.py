@@ -56,7 +56,8 @@ def members(cfg: DetConfig, req: EvalRequest) -> tuple[list[str], list[str]]:
 def run(cfg: DetConfig, req: EvalRequest) -> dict:
     """Score, print the tables, write the report; returns the report (rank 0; others return {})."""
     device, rank, world = start(cfg.device)
-    gt = ground_truth(cfg)
+    # members that score external proposals read them with the images (the config says which)
+    gt = ground_truth(cfg, with_proposals=cfg.model.proposals != "rpn" and not req.detections)
     out = req.out or os.path.join(cfg.work_dir, cfg.name, f"eval_{cfg.data.val_split}")
     if rank == 0:
         publish(gt.report, "reading the annotations", report_path(out, "read_val"), log)

@@ -1,0 +1,199 @@
+"""Making a split's proposals file (``tools/make_proposals.py``): the images in fixed chunks, each
+chunk written atomically into ``<out>.parts/`` as it is done, so that
+
+* a killed run, run again, does only the chunks that are missing and ends with the same file;
+* ``--workers N`` runs chunks in N processes (Selective Search is single-threaded C++);
+* ``--shard K/N`` does every N-th chunk from the K-th, on as many machines: copy their
+  ``<out>.parts/`` folders into one and run once more without ``--shard`` to join them.
+
+Every image of the split is in the file (ILSVRC training negatives included, whatever share a
+member samples); one that cannot be read gets no boxes, and is named in the data report.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from core.atomic import write_json_atomic
+from core.data_report import DataReport, publish, report_path
+from core.errors import BadImageError, DataError
+from core.progress import progress_bar
+from core.records import log
+
+from ..config import DetConfig
+from ..data.build import build_detection_data
+from ..data.dataset import UNREADABLE
+from .recall import format_table, recall_table
+from .store import ProposalError, Proposals, load_proposals, save_proposals
+
+CHUNK = 64  # images per chunk: the unit of resuming, of sharding and of work per process
+
+
+@dataclass
+class Job:
+    """What to make: the ``method``'s boxes (a function of one record: ``(boxes, scores or None)``)
+    for ``split``, into ``out``; ``settings`` identify the method's setup in the file."""
+
+    split: str
+    out: str
+    settings: dict
+    boxes_of: Callable  # record -> (boxes [P, 4] float32 xyxy, scores [P] or None); raises BadImageError
+    scores: bool = False  # boxes_of gives scores
+    top_n: int = 2000
+    workers: int = 1
+    shard: tuple[int, int] = (0, 1)
+    merge_only: bool = False
+    progress: bool = True
+
+
+def split_records(cfg: DetConfig, split: str) -> list:
+    """Every image of ``split`` as the readers index it (ILSVRC: all negatives too)."""
+    data = replace(cfg.data, val_split=split, negatives=1.0, toy=cfg.data.toy)
+    _, index = build_detection_data(data, train=False, seed=cfg.seed)
+    if not index.records:
+        raise DataError(f"{cfg.data.root}: split {split} has no images")
+    return index.records
+
+
+def _chunk(job: Job, records: list, i: int) -> Proposals:
+    """Chunk ``i``'s proposals; unreadable images get none (listed in the chunk's meta)."""
+    part = records[i * CHUNK:(i + 1) * CHUNK]
+    boxes, scores, skipped = [], [], []
+    for rec in part:
+        try:
+            b, s = job.boxes_of(rec)
+        except BadImageError as e:
+            b, s = np.zeros((0, 4), np.float32), np.zeros(0, np.float32) if job.scores else None
+            skipped.append([e.path, e.detail])
+        boxes.append(np.asarray(b, np.float32).reshape(-1, 4)[: job.top_n])
+        scores.append(None if s is None else np.asarray(s, np.float32)[: job.top_n])
+    return Proposals(np.array([str(r.image_id) for r in part]), np.array([[r.height, r.width] for r in part]),
+                     np.array([len(b) for b in boxes], np.int64), np.concatenate(boxes),
+                     np.concatenate(scores) if job.scores else None, {"skipped": skipped})
+
+
+def _chunk_path(parts: str, i: int) -> str:
+    return os.path.join(parts, f"chunk_{i:06d}.npz")
+
+
+def _done(job: Job, records: list, parts: str, i: int) -> bool:
+    """Chunk ``i`` is on disk, readable, and of these images."""
+    path = _chunk_path(parts, i)
+    if not os.path.isfile(path):
+        return False
+    try:
+        p = load_proposals(path)
+    except ProposalError:
+        return False
+    return p.image_ids.tolist() == [str(r.image_id) for r in records[i * CHUNK:(i + 1) * CHUNK]]
+
+
+_WORK: tuple | None = None  # (job, records, parts) in a worker process
+
+
+def _init(job: Job, records: list, parts: str) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # parallel over processes, not threads inside one
+    global _WORK
+    _WORK = (job, records, parts)
+
+
+def _run_chunk(i: int) -> int:
+    job, records, parts = _WORK
+    save_proposals(_chunk_path(parts, i), _chunk(job, records, i))
+    return len(records[i * CHUNK:(i + 1) * CHUNK])
+
+
+def _check_settings(parts: str, settings: dict) -> None:
+    """Chunks in ``parts`` were made with these settings (or none are there yet)."""
+    path = os.path.join(parts, "settings.json")
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            was = json.load(f)
+        if was != settings:
+            changed = sorted(k for k in set(was) | set(settings) if was.get(k) != settings.get(k))
+            raise ProposalError(f"{parts}: chunks made with other settings ({', '.join(changed)} differ); delete "
+                                "that folder to start again, or run with the settings it was made with")
+    else:
+        write_json_atomic(path, settings)
+
+
+def compute(job: Job, records: list, parts: str) -> None:
+    """Every chunk of this shard that is not done yet, in ``job.workers`` processes."""
+    k, n = job.shard
+    mine = [i for i in range(-(-len(records) // CHUNK)) if i % n == k]
+    todo = [i for i in mine if not _done(job, records, parts, i)]
+    if job.merge_only and todo:
+        raise ProposalError(f"{parts}: {len(todo)} of {len(mine)} chunks missing (first: "
+                            f"{_chunk_path(parts, todo[0])}); copy every shard's .parts folder here, or run without "
+                            "--merge to make them")
+    done_images = sum(len(records[i * CHUNK:(i + 1) * CHUNK]) for i in mine) - \
+        sum(len(records[i * CHUNK:(i + 1) * CHUNK]) for i in todo)
+    total = sum(len(records[i * CHUNK:(i + 1) * CHUNK]) for i in mine)
+    bar = progress_bar(total=total, initial=done_images, desc=f"proposals {job.split}", enabled=job.progress)
+    if job.workers <= 1 or len(todo) <= 1:
+        _init(job, records, parts)
+        for i in todo:
+            bar.update(_run_chunk(i))
+    else:
+        with multiprocessing.get_context("fork").Pool(job.workers, _init, (job, records, parts)) as pool:
+            for count in pool.imap_unordered(_run_chunk, todo):
+                bar.update(count)
+    bar.close()
+
+
+def make(cfg: DetConfig, job: Job) -> list[dict] | None:
+    """Make (or finish, or join) ``job.out``; print and return its recall table (None for a shard
+    of several, which leaves its chunks for the join)."""
+    records = split_records(cfg, job.split)
+    settings = {**job.settings, "split": job.split, "top_n": job.top_n, "images": len(records),
+                "data_root": os.path.abspath(cfg.data.root)}
+    if not _complete(job.out, settings, records):
+        parts = job.out + ".parts"
+        os.makedirs(parts, exist_ok=True)
+        _check_settings(parts, settings)
+        compute(job, records, parts)
+        if job.shard[1] > 1:
+            log(f"shard {job.shard[0]}/{job.shard[1]} done in {parts}; when every shard is, copy their .parts "
+                "folders into one and run again without --shard to join them")
+            return None
+        chunks = [load_proposals(_chunk_path(parts, i)) for i in range(-(-len(records) // CHUNK))]
+        report = DataReport()
+        for c in chunks:
+            for path, detail in c.meta.get("skipped", []):
+                report.add(UNREADABLE, "image skipped (no proposals)", path, detail)
+        save_proposals(job.out, Proposals.join(chunks, settings))
+        publish(report, f"making proposals for {job.split}",
+                report_path(os.path.dirname(os.path.abspath(job.out)), f"proposals_{job.split}"), log)
+        shutil.rmtree(parts)
+    return summarise(job.out, records)
+
+
+def _complete(out: str, settings: dict, records: list) -> bool:
+    """``out`` is there, made with these settings, for these images."""
+    if not os.path.isfile(out):
+        return False
+    try:
+        p = load_proposals(out)
+    except ProposalError:
+        return False
+    meta = {k: v for k, v in p.meta.items() if k not in ("format", "version")}
+    return meta == settings and p.image_ids.tolist() == [str(r.image_id) for r in records]
+
+
+def summarise(out: str, records: list) -> list[dict]:
+    """The recall table of ``out`` against the split's objects: printed, and written beside it."""
+    p = load_proposals(out)
+    rows = recall_table(records, [p.of(i) for i in range(len(records))])
+    write_json_atomic(os.path.splitext(out)[0] + ".recall.json", {"file": out, "meta": p.meta, "rows": rows})
+    print(format_table(rows, f"proposal recall: {out} ({len(records)} images)"))
+    return rows
+
