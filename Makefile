@@ -55,6 +55,7 @@ bench: $(STAMP)
 	$(PY) tools/benchmark.py eval
 	$(PY) tools/benchmark.py detector
 	$(PY) tools/benchmark.py ensemble
+	$(PY) tools/benchmark.py proposals
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -47,7 +47,7 @@ class LogProgress:
         self.every = _interval() if every is None else every
         self.stream = stream if stream is not None else sys.stderr
         self.started = self.last = time.perf_counter()
-        self.printed, self.closed = 0, False
+        self.printed, self.closed, self.written_n = 0, False, None
 
     def __iter__(self):
         for item in self.iterable:
@@ -86,13 +86,13 @@ class LogProgress:
 
     def _write(self, now: float) -> None:
         print(self.line(now), file=self.stream, flush=True)
-        self.printed += 1
+        self.printed, self.written_n = self.printed + 1, self.n
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
-        if self.leave or self.printed:
+        if (self.leave or self.printed) and self.written_n != self.n:  # not the line just written again
             self._write(time.perf_counter())
 
 

@@ -170,6 +170,10 @@ class GoogLeNetFasterRCNN(FasterRCNN):
         batch, targets = self.transform(images, targets)
         features = self.backbone(batch.tensors)
         boxes = [p.to(batch.tensors.device, torch.float32) for p in proposals]
+        if self.training:  # an image without regions (a negative whose proposals were lost) still
+            # gives the loss its whole frame as background, rather than a batch of nothing (NaN)
+            boxes = [b if len(b) else b.new_tensor([[0.0, 0.0, float(w), float(h)]])
+                     for b, (h, w) in zip(boxes, batch.image_sizes)]
         losses = {}
         if self.proposal_source == "both":
             rpn_boxes, losses = self.rpn(batch, features, targets)

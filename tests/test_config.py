@@ -56,3 +56,13 @@ def test_shipped_configs_load():
     for path in ("configs/pretrain_imagenet.yaml", "configs/pretrain_toy.yaml"):
         cfg = load_config(PretrainConfig, path)
         assert cfg.epochs > 0
+    from detector.config import DetConfig
+
+    for path in ("configs/ilsvrc_det.yaml", "configs/ilsvrc_det_2014.yaml", "configs/coco_det.yaml",
+                 "configs/toy_det.yaml"):
+        assert load_config(DetConfig, path).epochs > 0
+    entry = load_config(DetConfig, "configs/ilsvrc_det_2014.yaml")
+    # the entry: C4, no box regression, Selective Search + 200 learned boxes, about 60% of R-CNN's 2,000
+    assert (entry.model.head, entry.model.bbox_reg, entry.model.proposals) == ("c4", False, "both")
+    assert entry.data.max_proposals + entry.model.rpn_post_nms_top_n_test == 1200
+    assert "{split}" in entry.data.proposals

@@ -17,6 +17,7 @@ import sys
 import torch
 
 from core.cli import EXIT_FAILED, run_guarded
+from core.config import ConfigError
 from core.data import image_paths, read_image
 from core.errors import DataError
 from detector.data.build import build_detection_data
@@ -54,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         model, state = load_final(a.checkpoint)
         cfg = state["cfg"]
+        if model.proposal_source != "rpn":
+            raise ConfigError(f"{a.checkpoint}: trained with model.proposals={model.proposal_source}; the export "
+                              "takes an image alone, so only members that make their own regions (rpn) export")
         images = check_images(a.images, cfg, a.check_images)
         out = a.out or os.path.join(os.path.dirname(a.checkpoint),
                                     "model.torchscript.pt" if a.format == "torchscript" else "model.onnx")

@@ -17,12 +17,13 @@ from __future__ import annotations
 import argparse
 import os
 
+from core.checkpoint import CheckpointError
 from core.cli import config_and_overrides, run_guarded
 from core.config import ConfigError, load_config
 from core.runtime import select_device
 from detector.config import DetConfig
 from detector.final import load_final
-from detector.proposals.make import Job, make
+from detector.proposals.make import CHUNK, Job, make
 from detector.proposals.methods import RPNBoxes, SelectiveSearchBoxes
 from detector.proposals.selective_search import SelectiveSearch, require_ximgproc
 
@@ -48,6 +49,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="the file (default: work_dirs/proposals/<name>_<method>_<split>.npz)")
     p.add_argument("--workers", type=int, default=1, help="processes (ss)")
     p.add_argument("--shard", type=shard, default=(0, 1), metavar="K/N", help="do shard K of N (machines)")
+    p.add_argument("--chunk", type=int, default=CHUNK, help="images per chunk (the unit of resuming and sharding)")
     p.add_argument("--merge", action="store_true", help="only join the chunks already made (after --shard runs)")
     p.add_argument("--top-n", type=int, default=None, help="boxes an image at most (ss: 2000 by default; rpn: 200)")
     p.add_argument("--mode", choices=("fast", "quality"), default="fast", help="ss: Uijlings et al.'s modes")
@@ -62,7 +64,7 @@ def job_for(a, cfg: DetConfig) -> Job:
     split = a.split or cfg.data.val_split
     top_n = a.top_n or (2000 if a.method == "ss" else 200)
     out = a.out or os.path.join(cfg.work_dir, "proposals", f"{cfg.name}_{a.method}_{split}.npz")
-    common = {"split": split, "out": out, "top_n": top_n, "workers": a.workers, "shard": a.shard,
+    common = {"split": split, "out": out, "top_n": top_n, "chunk": a.chunk, "workers": a.workers, "shard": a.shard,
               "merge_only": a.merge, "progress": cfg.progress}
     if a.method == "ss":
         require_ximgproc()
@@ -71,6 +73,9 @@ def job_for(a, cfg: DetConfig) -> Job:
     if not a.checkpoint:
         raise ConfigError("--method rpn needs --checkpoint model_final.pth (a member trained with an RPN)")
     model, _ = load_final(a.checkpoint)
+    if model.rpn is None:
+        raise CheckpointError(f"{a.checkpoint}: trained with model.proposals=external, it has no RPN to make "
+                              "proposals with; give a member trained with model.proposals=rpn or both")
     boxes_of = RPNBoxes(model, select_device(cfg.device), cfg.data.test_scale, cfg.data.max_size, top_n)
     settings = {"method": "rpn", "checkpoint": os.path.abspath(a.checkpoint), "test_scale": cfg.data.test_scale,
                 "max_size": cfg.data.max_size}
@@ -84,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         config, overrides = config_and_overrides(a.args, DEFAULT_CONFIG)
     except ValueError as e:
         p.error(str(e))
-    if a.workers < 1 or (a.top_n is not None and a.top_n < 1):
-        p.error("--workers and --top-n must be >= 1")
+    if a.workers < 1 or a.chunk < 1 or (a.top_n is not None and a.top_n < 1):
+        p.error("--workers, --chunk and --top-n must be >= 1")
 
     def body() -> int:
         cfg = load_config(DetConfig, config, overrides)

@@ -33,7 +33,9 @@ from ..data.dataset import UNREADABLE
 from .recall import format_table, recall_table
 from .store import ProposalError, Proposals, load_proposals, save_proposals
 
-CHUNK = 64  # images per chunk: the unit of resuming, of sharding and of work per process
+# images per chunk: the unit of resuming, of sharding and of work handed to a process (small
+# enough that a few dozen images keep two workers busy; ILSVRC's train split is 29k chunks)
+CHUNK = 16
 
 
 @dataclass
@@ -47,6 +49,7 @@ class Job:
     boxes_of: Callable  # record -> (boxes [P, 4] float32 xyxy, scores [P] or None); raises BadImageError
     scores: bool = False  # boxes_of gives scores
     top_n: int = 2000
+    chunk: int = CHUNK
     workers: int = 1
     shard: tuple[int, int] = (0, 1)
     merge_only: bool = False
@@ -55,7 +58,7 @@ class Job:
 
 def split_records(cfg: DetConfig, split: str) -> list:
     """Every image of ``split`` as the readers index it (ILSVRC: all negatives too)."""
-    data = replace(cfg.data, val_split=split, negatives=1.0, toy=cfg.data.toy)
+    data = replace(cfg.data, val_split=split, negatives=1.0)
     _, index = build_detection_data(data, train=False, seed=cfg.seed)
     if not index.records:
         raise DataError(f"{cfg.data.root}: split {split} has no images")
@@ -64,7 +67,7 @@ def split_records(cfg: DetConfig, split: str) -> list:
 
 def _chunk(job: Job, records: list, i: int) -> Proposals:
     """Chunk ``i``'s proposals; unreadable images get none (listed in the chunk's meta)."""
-    part = records[i * CHUNK:(i + 1) * CHUNK]
+    part = _part(job, records, i)
     boxes, scores, skipped = [], [], []
     for rec in part:
         try:
@@ -77,6 +80,14 @@ def _chunk(job: Job, records: list, i: int) -> Proposals:
     return Proposals(np.array([str(r.image_id) for r in part]), np.array([[r.height, r.width] for r in part]),
                      np.array([len(b) for b in boxes], np.int64), np.concatenate(boxes),
                      np.concatenate(scores) if job.scores else None, {"skipped": skipped})
+
+
+def _chunks(job: Job, records: list) -> int:
+    return -(-len(records) // job.chunk)
+
+
+def _part(job: Job, records: list, i: int) -> list:
+    return records[i * job.chunk:(i + 1) * job.chunk]
 
 
 def _chunk_path(parts: str, i: int) -> str:
@@ -92,7 +103,7 @@ def _done(job: Job, records: list, parts: str, i: int) -> bool:
         p = load_proposals(path)
     except ProposalError:
         return False
-    return p.image_ids.tolist() == [str(r.image_id) for r in records[i * CHUNK:(i + 1) * CHUNK]]
+    return p.image_ids.tolist() == [str(r.image_id) for r in _part(job, records, i)]
 
 
 _WORK: tuple | None = None  # (job, records, parts) in a worker process
@@ -109,7 +120,7 @@ def _init(job: Job, records: list, parts: str) -> None:
 def _run_chunk(i: int) -> int:
     job, records, parts = _WORK
     save_proposals(_chunk_path(parts, i), _chunk(job, records, i))
-    return len(records[i * CHUNK:(i + 1) * CHUNK])
+    return len(_part(job, records, i))
 
 
 def _check_settings(parts: str, settings: dict) -> None:
@@ -129,16 +140,15 @@ def _check_settings(parts: str, settings: dict) -> None:
 def compute(job: Job, records: list, parts: str) -> None:
     """Every chunk of this shard that is not done yet, in ``job.workers`` processes."""
     k, n = job.shard
-    mine = [i for i in range(-(-len(records) // CHUNK)) if i % n == k]
+    mine = [i for i in range(_chunks(job, records)) if i % n == k]
     todo = [i for i in mine if not _done(job, records, parts, i)]
     if job.merge_only and todo:
         raise ProposalError(f"{parts}: {len(todo)} of {len(mine)} chunks missing (first: "
                             f"{_chunk_path(parts, todo[0])}); copy every shard's .parts folder here, or run without "
                             "--merge to make them")
-    done_images = sum(len(records[i * CHUNK:(i + 1) * CHUNK]) for i in mine) - \
-        sum(len(records[i * CHUNK:(i + 1) * CHUNK]) for i in todo)
-    total = sum(len(records[i * CHUNK:(i + 1) * CHUNK]) for i in mine)
-    bar = progress_bar(total=total, initial=done_images, desc=f"proposals {job.split}", enabled=job.progress)
+    total = sum(len(_part(job, records, i)) for i in mine)
+    left = sum(len(_part(job, records, i)) for i in todo)
+    bar = progress_bar(total=total, initial=total - left, desc=f"proposals {job.split}", enabled=job.progress)
     if job.workers <= 1 or len(todo) <= 1:
         _init(job, records, parts)
         for i in todo:
@@ -154,7 +164,7 @@ def make(cfg: DetConfig, job: Job) -> list[dict] | None:
     """Make (or finish, or join) ``job.out``; print and return its recall table (None for a shard
     of several, which leaves its chunks for the join)."""
     records = split_records(cfg, job.split)
-    settings = {**job.settings, "split": job.split, "top_n": job.top_n, "images": len(records),
+    settings = {**job.settings, "split": job.split, "top_n": job.top_n, "chunk": job.chunk, "images": len(records),
                 "data_root": os.path.abspath(cfg.data.root)}
     if not _complete(job.out, settings, records):
         parts = job.out + ".parts"
@@ -165,7 +175,7 @@ def make(cfg: DetConfig, job: Job) -> list[dict] | None:
             log(f"shard {job.shard[0]}/{job.shard[1]} done in {parts}; when every shard is, copy their .parts "
                 "folders into one and run again without --shard to join them")
             return None
-        chunks = [load_proposals(_chunk_path(parts, i)) for i in range(-(-len(records) // CHUNK))]
+        chunks = [load_proposals(_chunk_path(parts, i)) for i in range(_chunks(job, records))]
         report = DataReport()
         for c in chunks:
             for path, detail in c.meta.get("skipped", []):

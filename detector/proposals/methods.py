@@ -31,8 +31,6 @@ class RPNBoxes:
 
     def __init__(self, model: GoogLeNetFasterRCNN, device: torch.device, test_scale: int, max_size: int,
                  top_n: int) -> None:
-        if model.rpn is None:
-            raise ValueError("this member has no RPN (trained with model.proposals=external)")
         self.model, self.device, self.test_scale, self.max_size = model.eval().to(device), device, test_scale, max_size
         rpn = model.rpn
         rpn._post_nms_top_n["testing"] = top_n  # torchvision keeps them per mode in these dicts
