@@ -210,6 +210,11 @@ def test_shards_join_into_the_same_file(toy, ss_files, tmp_path):
     assert open(out, "rb").read() == open(ss_files.format(split="val"), "rb").read()
     missing = run(make_args(toy, "val", str(tmp_path / "none.npz"), "--merge"))
     assert missing.returncode == 2 and "chunks missing" in missing.stderr
+    # the finished file with other settings: kept, and one line says why
+    before = open(out, "rb").read()
+    other = run(make_args(toy, "val", out, "--chunk", "4", "--k-scale", "1"))
+    assert other.returncode == 2 and "made with other settings (k, k_scale differ)" in other.stderr
+    assert open(out, "rb").read() == before
 
 
 # -- detectors on external proposals ----------------------------------------------------------------
@@ -236,6 +241,16 @@ def test_c4_trains_and_ensembles_on_selective_search_alone(toy, ss_files, tmp_pa
     # scored with the RPN's settings instead: one line naming the member and the key
     wrong = run([EVAL, *tiny(toy, str(tmp_path), ss_files), "--ensemble", "2", "--no-cache"])
     assert wrong.returncode == 2 and "model.proposals=external" in wrong.stderr
+    # infer runs Selective Search for it; the export, whose graph takes an image alone, refuses it
+    member = str(tmp_path / "googlenet_toy_det" / "model_0" / "model_final.pth")
+    image = os.path.join(toy, "Data", "DET", "val")
+    inferred = run([os.path.join(ROOT, "tools", "infer.py"), member, image, "--out", str(tmp_path / "inf"),
+                    "--score", "0"])
+    assert inferred.returncode == 0, inferred.stderr[-2000:]
+    found = json.load(open(tmp_path / "inf" / "detections.json"))
+    assert len(found) == 6 and any(found.values())
+    exported = run([os.path.join(ROOT, "tools", "export.py"), member, "--format", "torchscript"])
+    assert exported.returncode == 2 and "only members that make their own regions" in exported.stderr
     # a file made for another split
     other = run([TRAIN, *tiny(toy, str(tmp_path / "o"), ss_files.format(split="val"), "model.proposals=external")])
     assert other.returncode == 2 and "made for split 'val', used for 'train'" in other.stderr

@@ -1,6 +1,9 @@
 """Detect objects in images with a trained detector: PNGs with the detections drawn, and JSON.
 
     python tools/infer.py work_dirs/NAME/model_K/model_final.pth IMAGE_OR_FOLDER... --out DIR [--score 0.3]
+
+A member trained on external proposals (model.proposals external or both) gets Selective Search's
+boxes for each image (the entry's fast setting), as tools/make_proposals.py makes them by default.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from core.runtime import select_device
 from detector.data.dataset import to_tensor
 from detector.data.transforms import resize_image
 from detector.final import load_final
+from detector.proposals.selective_search import SelectiveSearch
 from detector.visualize import draw_boxes
 
 
@@ -50,10 +54,10 @@ def infer(checkpoint: str, inputs: list[str], out: str, min_score: float, device
             continue
         h, w = img.shape[:2]
         resized = resize_image(img, cfg.data.test_scale, cfg.data.max_size)
-        with torch.inference_mode():
-            pred = model([to_tensor(resized).to(device)])[0]
-        keep = pred["scores"] >= min_score
         scale = np.array([w / resized.shape[1], h / resized.shape[0]] * 2, np.float32)
+        with torch.inference_mode():
+            pred = model([to_tensor(resized).to(device)], proposals=regions(model, img, scale, cfg))[0]
+        keep = pred["scores"] >= min_score
         boxes = pred["boxes"][keep].cpu().numpy() * scale
         scores, labels = pred["scores"][keep].cpu().numpy(), pred["labels"][keep].cpu().numpy()
         stem = os.path.splitext(os.path.basename(path))[0]
@@ -64,6 +68,15 @@ def infer(checkpoint: str, inputs: list[str], out: str, min_score: float, device
     print(f"infer: {len(results)} image(s) -> {out}/ (PNG per image, detections.json)"
           + (f"; {skipped} unreadable skipped" if skipped else ""))
     return 0
+
+
+def regions(model, image: np.ndarray, scale: np.ndarray, cfg) -> list[torch.Tensor] | None:
+    """A member trained on external proposals gets Selective Search's (the entry's fast setting,
+    ``data.max_proposals`` of them) in the resized image's pixels; an RPN member makes its own."""
+    if model.proposal_source == "rpn":
+        return None
+    boxes = SelectiveSearch("fast")(image)[: cfg.data.max_proposals] / scale
+    return [torch.from_numpy(boxes).to(next(model.parameters()).device)]
 
 
 if __name__ == "__main__":

@@ -188,7 +188,8 @@ def make(cfg: DetConfig, job: Job) -> list[dict] | None:
 
 
 def _complete(out: str, settings: dict, records: list) -> bool:
-    """``out`` is there, made with these settings, for these images."""
+    """``out`` is there, made with these settings, for these images; one made with other
+    settings is an error."""
     if not os.path.isfile(out):
         return False
     try:
@@ -196,7 +197,11 @@ def _complete(out: str, settings: dict, records: list) -> bool:
     except ProposalError:
         return False
     meta = {k: v for k, v in p.meta.items() if k not in ("format", "version")}
-    return meta == settings and p.image_ids.tolist() == [str(r.image_id) for r in records]
+    if meta != settings:  # another run's file: never overwritten unasked
+        changed = sorted(k for k in set(meta) | set(settings) if meta.get(k) != settings.get(k))
+        raise ProposalError(f"{out}: made with other settings ({', '.join(changed)} differ); delete it or give "
+                            "another --out")
+    return p.image_ids.tolist() == [str(r.image_id) for r in records]
 
 
 def summarise(out: str, records: list) -> list[dict]:
