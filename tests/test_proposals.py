@@ -226,38 +226,46 @@ def tiny(toy: str, work: str, files: str, *extra: str) -> list[str]:
             "model.rpn_post_nms_top_n_test=16", *extra]
 
 
-def test_c4_trains_and_ensembles_on_selective_search_alone(toy, ss_files, tmp_path):
+@pytest.fixture(scope="module")
+def external_members(toy, ss_files, tmp_path_factory):
+    """Two C4 members trained on the miniature's Selective Search boxes alone; their work dir."""
+    work = tmp_path_factory.mktemp("ext")
     for k in (0, 1):
-        out = run([TRAIN, *tiny(toy, str(tmp_path), ss_files, "model.proposals=external", "max_steps=3",
+        out = run([TRAIN, *tiny(toy, str(work), ss_files, "model.proposals=external", "max_steps=3",
                                 f"model_index={k}")])
         assert out.returncode == 0, out.stderr[-2000:]
-    final = torch.load(tmp_path / "googlenet_toy_det" / "model_0" / "model_final.pth", weights_only=True)
+    return work
+
+
+def test_c4_trains_and_ensembles_on_selective_search_alone(toy, ss_files, external_members):
+    work = external_members
+    final = torch.load(work / "googlenet_toy_det" / "model_0" / "model_final.pth", weights_only=True)
     assert not any(k.startswith("rpn.") for k in final["model"])  # R-CNN: no RPN at all
     assert 0.0 <= final["metrics"]["map"] <= 1.0
-    ev = run([EVAL, *tiny(toy, str(tmp_path), ss_files, "model.proposals=external"), "--ensemble", "2"])
+    ev = run([EVAL, *tiny(toy, str(work), ss_files, "model.proposals=external"), "--ensemble", "2"])
     assert ev.returncode == 0, ev.stderr[-2000:]
-    report = json.load(open(tmp_path / "googlenet_toy_det" / "eval_val" / "report.json"))
+    report = json.load(open(work / "googlenet_toy_det" / "eval_val" / "report.json"))
     assert set(report["results"]) == {"model_0", "model_1", "ensemble2_shared"}
     # scored with the RPN's settings instead: one line naming the member and the key
-    wrong = run([EVAL, *tiny(toy, str(tmp_path), ss_files), "--ensemble", "2", "--no-cache"])
+    wrong = run([EVAL, *tiny(toy, str(work), ss_files), "--ensemble", "2", "--no-cache"])
     assert wrong.returncode == 2 and "model.proposals=external" in wrong.stderr
     # infer runs Selective Search for it; the export, whose graph takes an image alone, refuses it
-    member = str(tmp_path / "googlenet_toy_det" / "model_0" / "model_final.pth")
+    member = str(work / "googlenet_toy_det" / "model_0" / "model_final.pth")
     image = os.path.join(toy, "Data", "DET", "val")
-    inferred = run([os.path.join(ROOT, "tools", "infer.py"), member, image, "--out", str(tmp_path / "inf"),
+    inferred = run([os.path.join(ROOT, "tools", "infer.py"), member, image, "--out", str(work / "inf"),
                     "--score", "0"])
     assert inferred.returncode == 0, inferred.stderr[-2000:]
-    found = json.load(open(tmp_path / "inf" / "detections.json"))
+    found = json.load(open(work / "inf" / "detections.json"))
     assert len(found) == 6 and any(found.values())
     exported = run([os.path.join(ROOT, "tools", "export.py"), member, "--format", "torchscript"])
     assert exported.returncode == 2 and "only members that make their own regions" in exported.stderr
     # a file made for another split
-    other = run([TRAIN, *tiny(toy, str(tmp_path / "o"), ss_files.format(split="val"), "model.proposals=external")])
+    other = run([TRAIN, *tiny(toy, str(work / "o"), ss_files.format(split="val"), "model.proposals=external")])
     assert other.returncode == 2 and "made for split 'val', used for 'train'" in other.stderr
     assert len(other.stderr.strip().splitlines()) == 1
 
 
-def test_c4_trains_on_selective_search_joined_with_its_rpn(toy, ss_files, tmp_path):
+def test_c4_trains_on_selective_search_joined_with_its_rpn(toy, ss_files, external_members, tmp_path):
     out = run([TRAIN, *tiny(toy, str(tmp_path), ss_files, "model.proposals=both", "max_steps=3")])
     assert out.returncode == 0, out.stderr[-2000:]
     log = [json.loads(line) for line in open(tmp_path / "googlenet_toy_det" / "model_0" / "log.jsonl")]
@@ -273,9 +281,7 @@ def test_c4_trains_on_selective_search_joined_with_its_rpn(toy, ss_files, tmp_pa
     p = load_proposals(out)
     assert p.scores is not None and len(p.scores) == len(p.boxes) and 0 < p.counts.max() <= 5
     assert p.meta["method"] == "rpn" and "proposal recall" in made.stdout
-    external = str(tmp_path / "e" / "googlenet_toy_det" / "model_0" / "model_final.pth")
-    assert run([TRAIN, *tiny(toy, str(tmp_path / "e"), ss_files, "model.proposals=external", "max_steps=1")]
-               ).returncode == 0
+    external = str(external_members / "googlenet_toy_det" / "model_0" / "model_final.pth")
     none = run([MAKE, "configs/toy_det.yaml", f"data.root={toy}", "--method", "rpn", "--checkpoint", external])
     assert none.returncode == 2 and "has no RPN" in none.stderr
 
