@@ -94,16 +94,25 @@ def _chunk_path(parts: str, i: int) -> str:
     return os.path.join(parts, f"chunk_{i:06d}.npz")
 
 
+def _readable(path: str) -> Proposals | None:
+    """The proposals file at ``path``, or None where there is none or it cannot be used (made again)."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        return load_proposals(path)
+    except ProposalError:
+        return None
+
+
+def _differing(was: dict, now: dict) -> list[str]:
+    """The keys whose values differ between two settings."""
+    return sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
+
+
 def _done(job: Job, records: list, parts: str, i: int) -> bool:
     """Chunk ``i`` is on disk, readable, and of these images."""
-    path = _chunk_path(parts, i)
-    if not os.path.isfile(path):
-        return False
-    try:
-        p = load_proposals(path)
-    except ProposalError:
-        return False
-    return p.image_ids.tolist() == [str(r.image_id) for r in _part(job, records, i)]
+    p = _readable(_chunk_path(parts, i))
+    return p is not None and p.image_ids.tolist() == [str(r.image_id) for r in _part(job, records, i)]
 
 
 _WORK: tuple | None = None  # (job, records, parts) in a worker process
@@ -130,9 +139,8 @@ def _check_settings(parts: str, settings: dict) -> None:
         with open(path, encoding="utf-8") as f:
             was = json.load(f)
         if was != settings:
-            changed = sorted(k for k in set(was) | set(settings) if was.get(k) != settings.get(k))
-            raise ProposalError(f"{parts}: chunks made with other settings ({', '.join(changed)} differ); delete "
-                                "that folder to start again, or run with the settings it was made with")
+            raise ProposalError(f"{parts}: chunks made with other settings ({', '.join(_differing(was, settings))} "
+                                "differ); delete that folder to start again, or run with the settings it was made with")
     else:
         write_json_atomic(path, settings)
 
@@ -190,17 +198,13 @@ def make(cfg: DetConfig, job: Job) -> list[dict] | None:
 def _complete(out: str, settings: dict, records: list) -> bool:
     """``out`` is there, made with these settings, for these images; one made with other
     settings is an error."""
-    if not os.path.isfile(out):
-        return False
-    try:
-        p = load_proposals(out)
-    except ProposalError:
+    p = _readable(out)
+    if p is None:
         return False
     meta = {k: v for k, v in p.meta.items() if k not in ("format", "version")}
     if meta != settings:  # another run's file: never overwritten unasked
-        changed = sorted(k for k in set(meta) | set(settings) if meta.get(k) != settings.get(k))
-        raise ProposalError(f"{out}: made with other settings ({', '.join(changed)} differ); delete it or give "
-                            "another --out")
+        raise ProposalError(f"{out}: made with other settings ({', '.join(_differing(meta, settings))} differ); "
+                            "delete it or give another --out")
     return p.image_ids.tolist() == [str(r.image_id) for r in records]
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import sys
 from dataclasses import asdict, dataclass
 from typing import Literal
@@ -53,6 +54,7 @@ def require_ximgproc() -> None:
             f"{sys.executable} -m pip install --no-deps --force-reinstall {OPENCV_CONTRIB}")
 
 
+@functools.cache
 def _libc():
     return ctypes.CDLL(ctypes.util.find_library("c") if sys.platform == "win32" else None)
 
