@@ -1,6 +1,6 @@
 """Loading GoogLeNet weights from local files, strictly, with errors that say what is wrong: our
-exports and checkpoints, and torchvision's published ``googlenet-1378be20.pth`` (nothing is
-downloaded)."""
+exports and checkpoints, torchvision's published ``googlenet-1378be20.pth`` and Caffe's
+``bvlc_googlenet.caffemodel`` (``caffe.py``; nothing is downloaded)."""
 
 from __future__ import annotations
 
@@ -27,9 +27,14 @@ _TORCHVISION_PUBLISHED = "googlenet-1378be20"
 def read_weights(path: str | os.PathLike) -> tuple[OrderedDict[str, Tensor], dict]:
     """The state dict in ``path`` (a plain ``{key: tensor}`` file, or a checkpoint or export holding
     one under ``"model"``/``"state_dict"``) and the ``meta`` an export of
-    ``tools/pretrain_backbone.py`` carries (``{}`` for other files). Anything else is a
+    ``tools/pretrain_backbone.py`` carries (``{}`` for other files; a ``.caffemodel`` is read by
+    :func:`backbone.caffe.read_bvlc_googlenet`, with its own). Anything else is a
     :class:`WeightsError`."""
     path = os.fspath(path)
+    if path.lower().endswith(".caffemodel"):  # Caffe's BVLC GoogLeNet (caffe.py)
+        from .caffe import read_bvlc_googlenet
+
+        return read_bvlc_googlenet(path)
     if not os.path.isfile(path):
         raise WeightsError(f"{path}: no such weights file")
     try:

@@ -123,8 +123,9 @@ class Trainer:
 # -- what every train_one_epoch does at each step -------------------------------------------------
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Every group at ``lr`` times its ``lr_mult`` (1 if it has none; Caffe's per-blob multiplier)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_mult", 1.0)
 
 
 def mean_over_processes(t: Tensor) -> Tensor:

@@ -14,11 +14,11 @@ def write(tmp_path, text: str):
 
 def test_file_and_dotted_overrides_are_typed(tmp_path):
     p = write(tmp_path, "epochs: 3\ndata:\n  root: /x\n  scales: [1, 2, 3, 4]\noptim:\n  lr: 1\n")
-    cfg = load_config(PretrainConfig, p, ["optim.lr=0.5", "data.workers=0", "ema_decay=null", "model.norm=bn",
+    cfg = load_config(PretrainConfig, p, ["optim.lr=0.5", "data.workers=0", "averaging=none", "model.norm=bn",
                                           "name=run 2"])
     assert cfg.epochs == 3 and cfg.data.root == "/x" and cfg.data.scales == [1, 2, 3, 4]
     assert cfg.optim.lr == 0.5 and isinstance(cfg.optim.lr, float)
-    assert cfg.data.workers == 0 and cfg.ema_decay is None and cfg.model.norm == "bn" and cfg.name == "run 2"
+    assert cfg.data.workers == 0 and cfg.averaging == "none" and cfg.model.norm == "bn" and cfg.name == "run 2"
     assert cfg.optim.momentum == 0.9  # defaults kept
     assert load_config(PretrainConfig, p, ["optim.lr=1"]).optim.lr == 1.0  # int accepted for float
     assert load_config(PretrainConfig, p, ["optim.lr=1e-3"]).optim.lr == 0.001  # YAML 1.1 reads 1e-3 as a string

@@ -1,4 +1,4 @@
-"""Pretraining parts: schedule, EMA, test-time crops, data readers and their errors."""
+"""Pretraining parts: schedule, test-time crops, data readers and their errors."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from backbone.pretrain.data import (
     official_val_samples,
     ten_crops,
 )
-from backbone.pretrain.engine import Schedule, ema_model, evaluate, topk_correct
+from backbone.pretrain.engine import Schedule, evaluate, topk_correct
 from core.data import read_image
 from core.errors import BadImageError, DataError
 
@@ -58,26 +58,6 @@ def test_learning_rate_scales_with_the_global_batch():
     # weight decay on weights, none on biases (Caffe's decay_mult 0)
     assert opt.param_groups[0]["weight_decay"] == 2e-4 and opt.param_groups[1]["weight_decay"] == 0.0
     assert opt.param_groups[1]["params"][0] is model.bias
-
-
-# -- EMA ----------------------------------------------------------------------------------------
-def test_ema_update():
-    model = nn.Linear(2, 1, bias=False)
-    with torch.no_grad():
-        model.weight.fill_(1.0)
-    ema = ema_model(model, decay=0.9)
-    with torch.no_grad():
-        model.weight.fill_(3.0)
-    ema.update_parameters(model)  # the first update starts the average at the current weights
-    assert torch.allclose(ema.module.weight, torch.full((1, 2), 3.0))
-    with torch.no_grad():
-        model.weight.fill_(5.0)
-    ema.update_parameters(model)
-    assert torch.allclose(ema.module.weight, torch.full((1, 2), 0.9 * 3.0 + 0.1 * 5.0))
-    with torch.no_grad():
-        model.weight.fill_(-1.0)
-    ema.update_parameters(model)
-    assert torch.allclose(ema.module.weight, torch.full((1, 2), 0.9 * 3.2 + 0.1 * -1.0))
 
 
 # -- test-time crops ----------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -73,7 +74,7 @@ def test_uninterrupted_run_exports_the_backbone_with_metadata(reference):
     net = load_weights(googlenet(10, variant="paper"), os.path.join(reference, "backbone.pth"))
     ckpt = torch.load(os.path.join(reference, "checkpoint_00000006.pth"), map_location="cpu", weights_only=True)
     # exported weights are the EMA's, not the raw ones
-    ema_fc = ckpt["ema"]["module.backbone.fc.weight"]
+    ema_fc = ckpt["average"]["averaged.module.backbone.fc.weight"]
     assert torch.equal(net.fc.weight, ema_fc) and not torch.equal(ema_fc, ckpt["model"]["backbone.fc.weight"])
 
 
@@ -93,7 +94,7 @@ def test_killed_mid_epoch_then_resumed_equals_uninterrupted(toy, reference, tmp_
     assert not os.path.exists(os.path.join(work, "t", "backbone.pth")), "killed too late to test anything"
     out = run_tool(args)  # resume=auto is the default
     assert "resuming from" in out.stderr
-    for name in ("model", "ema"):
+    for name in ("model", "average"):
         a = torch.load(os.path.join(reference, "checkpoint_00000006.pth"), weights_only=True)[name]
         b = torch.load(os.path.join(work, "t", "checkpoint_00000006.pth"), weights_only=True)[name]
         assert max_diff(a, b) == 0.0, name  # CPU, same thread count: bit for bit
@@ -115,7 +116,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_previous(toy, reference, tmp_pa
 def test_two_process_ddp_equals_one_process(toy, tmp_path):
     # No dropout (each process draws its own masks) and the LRN layout (no batch statistics), so
     # the two runs compute the same function; gradients are averaged in another order.
-    common = ["max_steps=3", "model.dropout=0.0", "model.aux_dropout=0.0", "ema_decay=null", "device=cpu"]
+    common = ["max_steps=3", "model.dropout=0.0", "model.aux_dropout=0.0", "averaging=none", "device=cpu"]
     run_tool(tiny(toy, str(tmp_path / "one"), *common))
     run_tool(tiny(toy, str(tmp_path / "two"), *common), torchrun=2)
     a = weights(str(tmp_path / "one" / "t" / "checkpoint_00000003.pth"))
@@ -155,14 +156,39 @@ def test_missing_imagenet_is_one_line_exit_2(tmp_path):
     assert bad.returncode == 2 and "unknown key optim.lrr" in bad.stderr
 
 
-def test_eval_only_with_ten_crops(toy, reference):
+def test_eval_only_scores_an_export_and_a_checkpoint(toy, reference):
     args = tiny(toy, os.path.dirname(reference))
-    out = run_tool(args + ["--eval-only", os.path.join(reference, "backbone.pth"), "--crops", "10"])
-    fields = dict(kv.split("=") for kv in out.stdout.split())
-    assert int(fields["images"]) == 30 and 0.0 <= float(fields["main_top1"]) <= 100.0
-    assert "aux1_top1" not in fields  # the export has no auxiliary heads
-    ckpt = run_tool(args + ["--eval-only", os.path.join(reference, "checkpoint_00000006.pth")])
-    assert "aux1_top1" in ckpt.stdout
+    out = run_tool(args + ["--eval-only", os.path.join(reference, "backbone.pth"),
+                           os.path.join(reference, "checkpoint_00000006.pth"), "--crops", "1", "10"])
+    with open(os.path.join(reference, "table3.json")) as f:
+        table = json.load(f)
+    assert table["images"] == 30 and table["crops"] == [1, 10] and len(table["rows"]) == 6
+    assert [(r["models"], r["crops"], r["cost"]) for r in table["rows"]] == [(1, 1, 1), (1, 10, 10), (1, 1, 1),
+                                                                            (1, 10, 10), (2, 1, 2), (2, 10, 20)]
+    # the export holds the checkpoint's EMA weights (export=averaged): the same numbers
+    assert table["rows"][0]["top1_error"] == table["rows"][2]["top1_error"]
+    assert "ensemble of 2" in out.stdout and "table is in" in out.stdout
+
+
+def test_polyak_average_is_the_mean_of_the_iterates(toy, tmp_path):
+    """averaging=polyak over the last epoch (of 2): the uniform mean of the weights after each of
+    its 10 steps, as the checkpoints saved them; exported as such."""
+    work = str(tmp_path)
+    run_tool(tiny(toy, work, "epochs=2", "averaging=polyak", "polyak_epochs=1", "keep_checkpoints=10"))
+    ckpts = [torch.load(os.path.join(work, "t", f"checkpoint_{s:08d}.pth"), map_location="cpu", weights_only=True)
+             for s in range(11, 21)]
+    average = ckpts[-1]["average"]
+    assert average["averaged.n_averaged"].item() == 10
+    for k, v in ckpts[-1]["model"].items():
+        if v.is_floating_point():
+            mean = torch.stack([c["model"][k].double() for c in ckpts]).mean(0)
+            assert (average[f"averaged.module.{k}"].double() - mean).abs().max().item() <= 1e-6, k
+    export = torch.load(os.path.join(work, "t", "backbone.pth"), map_location="cpu", weights_only=True)
+    assert export["meta"]["weights"] == "polyak"
+    assert torch.equal(export["state_dict"]["fc.weight"], average["averaged.module.backbone.fc.weight"])
+    with open(os.path.join(work, "t", "metrics.json")) as f:
+        m = json.load(f)
+    assert m["polyak_steps"] == 10 and "polyak_main_top1" in m
 
 
 def test_miniature_pretraining_learns(tmp_path):
@@ -170,8 +196,6 @@ def test_miniature_pretraining_learns(tmp_path):
     out = run_tool(["configs/pretrain_toy.yaml", f"data.root={tmp_path / 'toy'}", f"work_dir={tmp_path}",
                     "data.toy_images_per_class=40", "epochs=4", "eval_every=4", "progress=false"])
     assert "backbone.pth exported" in out.stdout
-    import json
-
     with open(tmp_path / "googlenet_toy" / "metrics.json") as f:
         m = json.load(f)
     assert m["main_top1"] >= 50.0 and m["ema_main_top1"] >= 40.0, m

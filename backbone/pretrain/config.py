@@ -35,7 +35,13 @@ class DataConfig:
     scales: list[int] = field(default_factory=lambda: [256, 288, 320, 352])  # 144-crop scales
     interpolations: list[Literal["linear", "area", "nearest", "cubic"]] = field(
         default_factory=lambda: ["linear", "area", "nearest", "cubic"])
-    photometric: float = 0.4
+    # howard: Howard (2013)'s brightness, contrast and colour factors in [0.5, 1.5], in random
+    # order, and AlexNet's PCA lighting noise (the paper's citation); jitter: torchvision-style
+    # ColorJitter of strength ``jitter``; none
+    photometric: Literal["howard", "jitter", "none"] = "jitter"
+    jitter: float = 0.4
+    howard_range: list[float] = field(default_factory=lambda: [0.5, 1.5])
+    lighting_std: float = 0.1  # AlexNet's PCA lighting: alpha ~ N(0, 0.1^2) per eigenvector
     area: list[float] = field(default_factory=lambda: [0.08, 1.0])  # crop area range (paper: 8-100%)
     workers: int = 4
     on_bad_image: Literal["skip", "error"] = "skip"
@@ -57,7 +63,8 @@ class OptimConfig:
     lr: float = 0.01  # per lr_reference_batch images (Caffe: 0.01 at batch 32); scaled to the global batch
     lr_reference_batch: int = 32
     momentum: float = 0.9
-    weight_decay: float = 2e-4  # on weights; Caffe's BVLC model has decay_mult 0 on biases
+    weight_decay: float = 2e-4  # on weights; never on biases or norm parameters (BVLC: decay_mult 0)
+    bias_lr_mult: float = 1.0  # biases' learning rate multiplier (BVLC's prototxt: lr_mult 2)
     schedule: Literal["step", "poly"] = "step"
     step_epochs: float = 8.0
     gamma: float = 0.96
@@ -82,8 +89,14 @@ class PretrainConfig:
     batch_size: int = 256  # global, over all processes
     eval_every: int = 1  # epochs
     eval_crops: Literal[1, 10, 144] = 1
-    ema_decay: float | None = 0.9999  # Polyak averaging; null turns it off
-    export: Literal["ema", "raw"] = "ema"
+    model_index: int = 0  # ensemble member k: its own seed, data order and work dir (name_mK for k > 0)
+    # the weights scored beside the raw ones and exported: ema (exponential moving average),
+    # polyak (the uniform average of every step's weights over the last polyak_epochs) or none
+    averaging: Literal["ema", "polyak", "none"] = "ema"
+    ema_decay: float = 0.9999
+    polyak_epochs: float = 8.0
+    bn_batches: int = 100  # polyak with BatchNorm: training batches its statistics are recomputed on
+    export: Literal["averaged", "raw"] = "averaged"
     resume: str = "auto"  # auto (latest good checkpoint in the work dir) | none | a checkpoint path
     checkpoint_every_steps: int = 0  # also checkpoint inside epochs every N steps; 0 = epoch ends only
     keep_checkpoints: int = 2
@@ -94,8 +107,17 @@ class PretrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
 
     @property
+    def run_name(self) -> str:
+        return self.name if self.model_index == 0 else f"{self.name}_m{self.model_index}"
+
+    @property
+    def run_seed(self) -> int:
+        """Member k's seed: its initial weights, data order, augmentation and dropout differ."""
+        return self.seed + 1000 * self.model_index
+
+    @property
     def out_dir(self) -> str:
-        return os.path.join(self.work_dir, self.name)
+        return os.path.join(self.work_dir, self.run_name)
 
 
 def build_model(cfg: PretrainConfig, num_classes: int) -> GoogLeNetWithAux:
@@ -109,10 +131,23 @@ def build_model(cfg: PretrainConfig, num_classes: int) -> GoogLeNetWithAux:
 
 
 def build_optimizer(model: nn.Module, o: OptimConfig, lr: float) -> torch.optim.SGD:
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]  # biases and BN affine parameters
-    return torch.optim.SGD([{"params": decay, "weight_decay": o.weight_decay},
-                            {"params": no_decay, "weight_decay": 0.0}], lr=lr, momentum=o.momentum)
+    """SGD with three parameter groups, as Caffe's BVLC prototxt sets them per layer: weights
+    (decay), biases (``bias_lr_mult`` x the learning rate, no decay) and normalisation parameters
+    (no decay). ``core.trainer.set_lr`` applies each group's ``lr_mult``."""
+    norm_params = {id(p) for m in model.modules() if isinstance(m, nn.modules.batchnorm._NormBase)
+                   for p in m.parameters(recurse=False)}
+    weights, biases, norms = [], [], []
+    for name, p in model.named_parameters():
+        if id(p) in norm_params:
+            norms.append(p)
+        elif name.endswith("bias"):
+            biases.append(p)
+        else:
+            weights.append(p)
+    groups = [{"params": weights, "weight_decay": o.weight_decay, "lr_mult": 1.0},
+              {"params": biases, "weight_decay": 0.0, "lr_mult": o.bias_lr_mult},
+              {"params": norms, "weight_decay": 0.0, "lr_mult": 1.0}]
+    return torch.optim.SGD([g for g in groups if g["params"]], lr=lr, momentum=o.momentum)
 
 
 def build_schedule(cfg: PretrainConfig, base_lr: float, steps_per_epoch: int) -> Schedule:

@@ -31,6 +31,7 @@ from core.errors import BadImageError, DataError
 from core.seeding import epoch_seed, sample_seed
 
 from ..googlenet import IMAGENET_MEAN, IMAGENET_STD
+from .photometric import HowardColour, PCALighting
 
 SYNSETS_FILE = os.path.join(os.path.dirname(__file__), "map_clsloc.txt")
 INTERPOLATIONS = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "nearest": cv2.INTER_NEAREST,
@@ -91,24 +92,41 @@ def official_val_samples(val_dir: str, labels_file: str, synsets_file: str,
 
 
 # -- transforms ----------------------------------------------------------------------------------
+Normalisation = tuple[tuple[float, float, float], tuple[float, float, float]]  # (mean, std) of 0..1 RGB
+IMAGENET_NORM: Normalisation = (IMAGENET_MEAN, IMAGENET_STD)
+
+
+def photometric_ops(kind: str, jitter: float = 0.4, howard_range: tuple[float, float] = (0.5, 1.5),
+                    lighting_std: float = 0.1) -> list[A.BasicTransform]:
+    """``howard`` (the paper's: Howard's factors and AlexNet's PCA lighting, ``photometric.py``),
+    ``jitter`` (ColorJitter of strength ``jitter``) or ``none``."""
+    if kind == "howard":
+        return [HowardColour(howard_range), PCALighting(lighting_std)]
+    if kind == "jitter":
+        return [A.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter, hue=0.0, p=0.8)] if jitter else []
+    if kind == "none":
+        return []
+    raise ValueError(f"photometric must be 'howard', 'jitter' or 'none', got {kind!r}")
+
+
 def train_transform(crop: int, interpolations: tuple[str, ...] = ("linear", "area", "nearest", "cubic"),
-                    photometric: float = 0.4, area: tuple[float, float] = (0.08, 1.0)) -> A.Compose:
-    """Paper §6: 8-100% area, aspect 3/4-4/3, a random interpolation, flips, photometric distortion."""
+                    photometric: list[A.BasicTransform] | None = None, area: tuple[float, float] = (0.08, 1.0),
+                    norm: Normalisation = IMAGENET_NORM) -> A.Compose:
+    """Paper §6: 8-100% area, aspect 3/4-4/3, a random interpolation, flips, then ``photometric``
+    (:func:`photometric_ops`; default ColorJitter 0.4)."""
     crops = [A.RandomResizedCrop((crop, crop), scale=area, ratio=(3 / 4, 4 / 3),
                                  interpolation=INTERPOLATIONS[i]) for i in interpolations]
     ops = [A.OneOf(crops, p=1.0), A.HorizontalFlip(p=0.5)]
-    if photometric > 0:  # Howard 2013: brightness, contrast, colour
-        ops.append(A.ColorJitter(brightness=photometric, contrast=photometric, saturation=photometric, hue=0.0,
-                                 p=0.8))
-    ops.append(A.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD, max_pixel_value=255.0))
+    ops += photometric_ops("jitter") if photometric is None else photometric
+    ops.append(A.Normalize(mean=norm[0], std=norm[1], max_pixel_value=255.0))
     return A.Compose(ops)
 
 
-def eval_transform(resize: int, crop: int) -> A.Compose:
+def eval_transform(resize: int, crop: int, norm: Normalisation = IMAGENET_NORM) -> A.Compose:
     """Shorter side to ``resize``, centre ``crop`` x ``crop``."""
     return A.Compose([A.SmallestMaxSize(max_size=resize, interpolation=cv2.INTER_LINEAR),
                       A.CenterCrop(crop, crop),
-                      A.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD, max_pixel_value=255.0)])
+                      A.Normalize(mean=norm[0], std=norm[1], max_pixel_value=255.0)])
 
 
 def _resize_shorter(img: np.ndarray, side: int) -> np.ndarray:
@@ -148,8 +166,8 @@ def crops_144(img: np.ndarray, scales: tuple[int, ...], crop: int) -> list[np.nd
     return out
 
 
-def _normalise(crop: np.ndarray) -> torch.Tensor:
-    x = (crop.astype(np.float32) / 255.0 - np.array(IMAGENET_MEAN, np.float32)) / np.array(IMAGENET_STD, np.float32)
+def _normalise(crop: np.ndarray, norm: Normalisation = IMAGENET_NORM) -> torch.Tensor:
+    x = (crop.astype(np.float32) / 255.0 - np.array(norm[0], np.float32)) / np.array(norm[1], np.float32)
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
 
 
@@ -167,7 +185,7 @@ class ClassificationDataset(Dataset):
 
     def __init__(self, samples: list[tuple[str, int]], transform: A.Compose | None, seed: int = 0,
                  on_bad_image: str = "skip", crops: int = 1, resize: int = 256, crop: int = 224,
-                 scales: tuple[int, ...] = (256, 288, 320, 352)) -> None:
+                 scales: tuple[int, ...] = (256, 288, 320, 352), norm: Normalisation = IMAGENET_NORM) -> None:
         if on_bad_image not in ("skip", "error"):
             raise ValueError("on_bad_image must be 'skip' or 'error'")
         if crops not in (1, 10, 144):
@@ -175,7 +193,7 @@ class ClassificationDataset(Dataset):
         if crops == 144 and len(scales) != 4:
             raise ValueError("144 crops need 4 scales")
         self.samples, self.transform, self.seed, self.on_bad_image = samples, transform, seed, on_bad_image
-        self.crops, self.resize, self.crop, self.scales = crops, resize, crop, scales
+        self.crops, self.resize, self.crop, self.scales, self.norm = crops, resize, crop, scales, norm
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -190,9 +208,11 @@ class ClassificationDataset(Dataset):
                 raise
             return Skipped(e.path, e.detail)
         if self.crops == 10:
-            return Sample(torch.stack([_normalise(c) for c in ten_crops(img, self.resize, self.crop)]), label, index)
+            crops = ten_crops(img, self.resize, self.crop)
+            return Sample(torch.stack([_normalise(c, self.norm) for c in crops]), label, index)
         if self.crops == 144:
-            return Sample(torch.stack([_normalise(c) for c in crops_144(img, self.scales, self.crop)]), label, index)
+            crops = crops_144(img, self.scales, self.crop)
+            return Sample(torch.stack([_normalise(c, self.norm) for c in crops]), label, index)
         self.transform.set_random_seed(sample_seed(self.seed, self.epoch, index))
         x = self.transform(image=img)["image"]
         return Sample(torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))), label, index)

@@ -20,6 +20,7 @@ from core.seeding import step_seed
 from core.trainer import mean_over_processes, optimizer_step, set_lr
 
 from ..aux import aux_loss
+from .averaging import WeightAverage
 
 
 @dataclass
@@ -59,7 +60,7 @@ def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...]
 
 def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer, schedule: Schedule, *,
                     epoch: int, start_step: int, device: torch.device, seed: int, rank: int = 0,
-                    ema: torch.optim.swa_utils.AveragedModel | None = None,
+                    average: WeightAverage | None = None,
                     scaler: torch.amp.GradScaler | None = None,
                     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
                     channels_last: bool = False, on_step: Callable[[int, dict], None] | None = None,
@@ -97,8 +98,8 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
             raise NonFiniteLoss(f"loss is {reported.item()} at epoch {epoch + 1}, step {step + 1} (global step "
                                 f"{global_step + 1})")
         optimizer_step(loss, optimizer, scaler)
-        if ema is not None:
-            ema.update_parameters(model.module if hasattr(model, "module") else model)
+        if average is not None:
+            average.update(model.module if hasattr(model, "module") else model, global_step + 1)
         step += 1
         n = labels.shape[0] * world
         totals["loss"] += reported.item() * n
@@ -164,8 +165,28 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device, *, channe
     return result
 
 
-def ema_model(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
-    """Polyak averaging (paper §6) as an exponential moving average of parameters and buffers:
-    ema = decay * ema + (1 - decay) * weights, after every optimiser step."""
-    return torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay),
-                                               use_buffers=True)
+@torch.inference_mode()
+def predict(backbone: nn.Module, loader: Iterable, device: torch.device, *, channels_last: bool = False,
+            autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+            progress: bool = False, desc: str = "predict") -> tuple[torch.Tensor, torch.Tensor]:
+    """The main head's class probabilities ``[N, C]`` (float32, on the CPU; the softmax averaged
+    over each image's crops, spec §2) and the labels ``[N]``, in the loader's order."""
+    backbone.eval()
+    probs, labels = [], []
+    for batch in progress_bar(loader, desc=desc, enabled=progress, leave=False):
+        if batch.labels.numel() == 0:
+            continue
+        images = batch.images.to(device, non_blocking=True)
+        if images.dim() == 4:
+            images = images[:, None]  # one crop
+        b, k = images.shape[:2]
+        flat = images.flatten(0, 1)
+        if channels_last:
+            flat = flat.contiguous(memory_format=torch.channels_last)
+        with autocast():
+            p = backbone(flat).float().softmax(1).view(b, k, -1).mean(1)  # [B, C]
+        probs.append(p.cpu())
+        labels.append(batch.labels)
+    if not probs:
+        return torch.empty(0, 0), torch.empty(0, dtype=torch.long)
+    return torch.cat(probs), torch.cat(labels)

@@ -1,13 +1,14 @@
 """ImageNet pretraining of GoogLeNet with its auxiliary heads (paper §5-6, spec §2).
 
-``run(cfg)`` reads like the recipe: data -> model -> SGD + schedule + EMA -> (resume) -> epochs of
+``run(cfg)`` reads like the recipe: data -> model -> SGD + schedule + weight averaging -> (resume) -> epochs of
 ``train_one_epoch`` and ``evaluate`` (``core.trainer.Trainer`` keeps the position, checkpoints and
-log) -> export of the backbone for the detector. ``eval_only`` scores a checkpoint or an export
-with 1, 10 or 144 crops. ``tools/pretrain_backbone.py`` parses the command line and calls them.
+log) -> export of the backbone for the detector. ``table3.score`` scores checkpoints, exports
+and their ensemble. ``tools/pretrain_backbone.py`` parses the command line and calls them.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 
@@ -17,7 +18,6 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from core.atomic import save_atomic, write_json_atomic
-from core.checkpoint import CheckpointError, load_checkpoint
 from core.config import to_dict
 from core.data import read_synsets
 from core.data_report import Collecting, DataReport, publish_all, report_path
@@ -30,20 +30,23 @@ from core.trainer import Trainer
 
 from ..aux import GoogLeNetWithAux
 from ..googlenet import IMAGENET_MEAN, IMAGENET_STD
-from ..weights import load_weights
+from .averaging import WeightAverage, recompute_bn
 from .config import PretrainConfig, build_model, build_optimizer, build_schedule
 from .data import (
+    IMAGENET_NORM,
     SYNSETS_FILE,
     ClassificationDataset,
     EpochSampler,
+    Normalisation,
     class_folder_samples,
     collate,
     eval_transform,
     find_classes,
     official_val_samples,
+    photometric_ops,
     train_transform,
 )
-from .engine import ema_model, evaluate, train_one_epoch
+from .engine import evaluate, train_one_epoch
 from .layout import find_layout
 
 
@@ -75,10 +78,12 @@ def class_names(cfg: PretrainConfig, classes: list[str]) -> list[str]:
     return list(classes)
 
 
-def val_loader(cfg: PretrainConfig, val: list, rank: int, world: int, crops: int, pin: bool) -> DataLoader:
+def val_loader(cfg: PretrainConfig, val: list, rank: int, world: int, crops: int, pin: bool,
+               norm: Normalisation = IMAGENET_NORM) -> DataLoader:
+    """This process's share of the validation images (every ``world``-th), ``crops`` crops each."""
     d = cfg.data
-    ds = ClassificationDataset(val, eval_transform(d.resize, d.crop), seed=cfg.seed, on_bad_image=d.on_bad_image,
-                               crops=crops, resize=d.resize, crop=d.crop, scales=tuple(d.scales))
+    ds = ClassificationDataset(val, eval_transform(d.resize, d.crop, norm), seed=cfg.seed, on_bad_image=d.on_bad_image,
+                               crops=crops, resize=d.resize, crop=d.crop, scales=tuple(d.scales), norm=norm)
     per_rank = max(1, cfg.batch_size // world // crops)
     shard = list(range(rank, len(ds), world))
     return DataLoader(torch.utils.data.Subset(ds, shard), batch_size=per_rank, num_workers=d.workers,
@@ -100,10 +105,11 @@ def export_backbone(path: str, model: GoogLeNetWithAux, cfg: PretrainConfig, cla
 def training_data(cfg: PretrainConfig, train: list, rank: int, world: int) -> tuple[ClassificationDataset,
                                                                                     EpochSampler]:
     d = cfg.data
-    train_ds = ClassificationDataset(train, train_transform(d.crop, tuple(d.interpolations), d.photometric,
+    photometric = photometric_ops(d.photometric, d.jitter, tuple(d.howard_range), d.lighting_std)
+    train_ds = ClassificationDataset(train, train_transform(d.crop, tuple(d.interpolations), photometric,
                                                             tuple(d.area)),
-                                     seed=cfg.seed, on_bad_image=d.on_bad_image)
-    sampler = EpochSampler(len(train_ds), cfg.batch_size, cfg.seed, rank, world)
+                                     seed=cfg.run_seed, on_bad_image=d.on_bad_image)
+    sampler = EpochSampler(len(train_ds), cfg.batch_size, cfg.run_seed, rank, world)
     if sampler.steps() == 0:
         raise DataError(f"{d.root}: {len(train_ds)} training images make no batch of {cfg.batch_size}: "
                         "lower batch_size")
@@ -118,21 +124,21 @@ def run(cfg: PretrainConfig) -> dict:
     classes, train, val = prepare_data(cfg, rank, world)
     d = cfg.data
 
-    seed_everything(cfg.seed)  # the same initial weights in every process and every rerun
+    seed_everything(cfg.run_seed)  # the same initial weights in every process and every rerun
     model = build_model(cfg, len(classes)).to(device)
     if world > 1 and device.type == "cuda" and model.backbone.norm == "bn":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    ema = ema_model(model, cfg.ema_decay) if cfg.ema_decay else None
+    train_ds, sampler = training_data(cfg, train, rank, world)
+    average = build_average(cfg, model, sampler.steps())
     base_lr = cfg.optim.scaled_lr(cfg.batch_size)
     optimizer = build_optimizer(model, cfg.optim, base_lr)
     autocast, scaler = amp_for(device, cfg.amp)
 
-    train_ds, sampler = training_data(cfg, train, rank, world)
     schedule = build_schedule(cfg, base_lr, sampler.steps())
     trainer = Trainer(cfg.out_dir, steps_per_epoch=sampler.steps(), epochs=cfg.epochs, max_steps=cfg.max_steps,
                       eval_every=cfg.eval_every, checkpoint_every_steps=cfg.checkpoint_every_steps,
                       keep_checkpoints=cfg.keep_checkpoints, rank=rank, world=world,
-                      state={"model": model, "optimizer": optimizer, "ema": ema, "scaler": scaler},
+                      state={"model": model, "optimizer": optimizer, "average": average, "scaler": scaler},
                       extra={"config": to_dict(cfg), "classes": classes},
                       nan_hint="lower optim.lr or add optim.warmup_epochs")
     trainer.resume(cfg.resume)
@@ -144,97 +150,85 @@ def run(cfg: PretrainConfig) -> dict:
                             collate_fn=collate, pin_memory=device.type == "cuda", drop_last=True)
         skipped = DataReport()  # this process's; all of them are listed once the epoch ends
         stats = train_one_epoch(net, Collecting(loader, skipped), optimizer, schedule, epoch=epoch,
-                                start_step=start_step, device=device, seed=cfg.seed, rank=rank, ema=ema, scaler=scaler,
+                                start_step=start_step, device=device, seed=cfg.run_seed, rank=rank, average=average,
+                                scaler=scaler,
                                 autocast=autocast, channels_last=cfg.model.channels_last, on_step=on_step,
                                 progress=cfg.progress and rank == 0, max_steps=cfg.max_steps)
         publish_all(skipped, f"epoch {epoch + 1}", report_path(cfg.out_dir, f"epoch_{epoch + 1:03d}"), world, rank, log)
         return stats
 
     def evaluate_epoch(epoch: int) -> dict:
-        metrics = evaluate_all(cfg, model, ema, val, rank, world, device, autocast, crops=cfg.eval_crops,
-                               stage=f"evaluation_{epoch:03d}")
+        metrics = evaluate_all(cfg, model, average, val, train_ds, rank, world, device, autocast,
+                               crops=cfg.eval_crops, stage=f"evaluation_{epoch:03d}")
         log(f"epoch {epoch}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if k.endswith(("top1", "top5"))),
             rank)
         return metrics
 
     metrics = trainer.fit(train_epoch, evaluate_epoch)
     if not metrics:  # resumed a finished run: score it again for the export
-        metrics = evaluate_all(cfg, model, ema, val, rank, world, device, autocast, crops=cfg.eval_crops)
+        metrics = evaluate_all(cfg, model, average, val, train_ds, rank, world, device, autocast,
+                               crops=cfg.eval_crops)
     metrics["wall_seconds"] = time.perf_counter() - started
     if rank == 0:
-        finish(cfg, model, ema, classes, metrics, trainer.records.path)
+        finish(cfg, model, average, classes, metrics, trainer.records.path)
     trainer.close()
     return metrics
 
 
-def finish(cfg: PretrainConfig, model: GoogLeNetWithAux, ema, classes: list[str], metrics: dict, log_path: str) -> None:
-    """The outputs of a finished run: ``backbone.pth`` (EMA or raw weights, as ``export`` says),
-    ``curves.png`` and ``metrics.json``."""
+def build_average(cfg: PretrainConfig, model: nn.Module, steps_per_epoch: int) -> WeightAverage | None:
+    """The averaged weights ``cfg.averaging`` asks for; Polyak's from the last ``polyak_epochs``."""
+    if cfg.averaging == "none":
+        return None
+    start = max(0, round((cfg.epochs - cfg.polyak_epochs) * steps_per_epoch)) if cfg.averaging == "polyak" else 0
+    return WeightAverage(model, cfg.averaging, ema_decay=cfg.ema_decay, start_step=start)
+
+
+def finish(cfg: PretrainConfig, model: GoogLeNetWithAux, average: WeightAverage | None, classes: list[str],
+           metrics: dict, log_path: str) -> None:
+    """The outputs of a finished run: ``backbone.pth`` (averaged or raw weights, as ``export``
+    says), ``curves.png`` and ``metrics.json``."""
     out = cfg.out_dir
-    use_ema = cfg.export == "ema" and ema is not None
-    exported = ema.module if use_ema else model
-    export_metrics = ({k.removeprefix("ema_"): v for k, v in metrics.items() if k.startswith("ema_")} if use_ema
+    use_avg = cfg.export == "averaged" and average is not None and average.steps_averaged > 0
+    exported = average.module if use_avg else model
+    prefix = f"{cfg.averaging}_"
+    export_metrics = ({k.removeprefix(prefix): v for k, v in metrics.items() if k.startswith(prefix)} if use_avg
                       else metrics)
     export_backbone(os.path.join(out, "backbone.pth"), exported, cfg, classes, export_metrics,
-                    "ema" if use_ema else "raw")
+                    cfg.averaging if use_avg else "raw")
     if os.path.isfile(log_path):
+        averaged = {f"{prefix}main_top1": {"ema": "EMA", "polyak": "Polyak"}.get(cfg.averaging, "") + " top-1"}
         plot_curves(log_path, os.path.join(out, "curves.png"), loss_label="loss (main + 0.3 aux)",
-                    eval_keys={"main_top1": "top-1", "main_top5": "top-5", "ema_main_top1": "EMA top-1"},
-                    eval_label="accuracy (%)")
+                    eval_keys={"main_top1": "top-1", "main_top5": "top-5", **averaged}, eval_label="accuracy (%)")
     write_json_atomic(os.path.join(out, "metrics.json"), metrics)
 
 
-def evaluate_all(cfg: PretrainConfig, model: GoogLeNetWithAux, ema, val: list, rank: int, world: int,
-                 device: torch.device, autocast, crops: int, stage: str = "evaluation") -> dict:
-    """The raw weights and, beside them, the EMA weights; the images the first pass could not
-    read are listed under ``stage`` in the work dir's ``data_report/``."""
+def bn_images(cfg: PretrainConfig, train_ds: ClassificationDataset):
+    """The first ``bn_batches`` training batches of epoch 0 (the same in every process), as
+    images: what a Polyak average's BatchNorm statistics are recomputed on."""
+    sampler = EpochSampler(len(train_ds), cfg.batch_size, cfg.run_seed)
+    train_ds.epoch = 0
+    loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.data.workers,
+                        collate_fn=collate, drop_last=True)
+    return (b.images for b in itertools.islice(loader, cfg.bn_batches))
+
+
+def evaluate_all(cfg: PretrainConfig, model: GoogLeNetWithAux, average: WeightAverage | None, val: list,
+                 train_ds: ClassificationDataset, rank: int, world: int, device: torch.device, autocast, crops: int,
+                 stage: str = "evaluation") -> dict:
+    """The raw weights and, beside them, the averaged weights (``<averaging>_main_top1`` ...) once
+    they average something; the images the first pass could not read are listed under ``stage``
+    in the work dir's ``data_report/``."""
     loader = val_loader(cfg, val, rank, world, crops, device.type == "cuda")
     kw = dict(channels_last=cfg.model.channels_last, autocast=autocast, progress=cfg.progress and rank == 0)
     skipped = DataReport()
     metrics = evaluate(model, Collecting(loader, skipped), device, desc="eval", **kw)
     publish_all(skipped, stage.replace("_", " "), report_path(cfg.out_dir, stage), world, rank, log)
-    if ema is not None:
-        metrics.update({f"ema_{k}": v for k, v in evaluate(ema.module, loader, device, desc="eval EMA", **kw).items()
+    if average is not None and average.steps_averaged > 0:
+        if average.needs_bn_update:
+            recompute_bn(average.module, bn_images(cfg, train_ds), device, cfg.model.channels_last)
+        desc = f"eval {cfg.averaging}"
+        metrics.update({f"{cfg.averaging}_{k}": v for k, v in evaluate(average.module, loader, device, desc=desc,
+                                                                        **kw).items()
                         if k.endswith(("top1", "top5"))})
+        metrics[f"{cfg.averaging}_steps"] = average.steps_averaged
     return metrics
-
-
-def eval_only(cfg: PretrainConfig, path: str, crops: int) -> dict:
-    """Score a training checkpoint (its EMA weights when ``export=ema``) or any GoogLeNet weights
-    file, such as the exported ``backbone.pth`` (main head only), with 1, 10 or 144 crops."""
-    device, rank, world = start(cfg.device)
-    classes, _, val = prepare_data(cfg, rank, world)
-    model = build_model(cfg, len(classes))
-    try:
-        state = load_checkpoint(path)
-    except CheckpointError:
-        state = None  # not a training checkpoint: a weights file (load_weights says if it is neither)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        if cfg.export == "ema" and state.get("ema") is not None:
-            ema = ema_model(model, cfg.ema_decay or 0.9999)
-            ema.load_state_dict(state["ema"])
-            model = ema.module
-        net: nn.Module = model
-    else:
-        load_weights(model.backbone, path)
-        net = _MainOnly(model.backbone)
-    net.to(device)
-    autocast, _ = amp_for(device, cfg.amp)
-    loader = val_loader(cfg, val, rank, world, crops, device.type == "cuda")
-    skipped = DataReport()
-    metrics = evaluate(net, Collecting(loader, skipped), device, channels_last=cfg.model.channels_last,
-                       autocast=autocast, progress=cfg.progress and rank == 0, desc=f"eval {crops} crop(s)")
-    publish_all(skipped, "evaluation", report_path(cfg.out_dir, f"eval_only_{crops}crop"), world, rank, log)
-    return metrics
-
-
-class _MainOnly(nn.Module):
-    """An exported backbone has no auxiliary heads: score the main head alone."""
-
-    def __init__(self, backbone: nn.Module) -> None:
-        super().__init__()
-        self.backbone = backbone
-
-    def forward(self, x):
-        return (self.backbone(x),)
