@@ -29,7 +29,7 @@ from .data import IMAGENET_NORM, ClassificationDataset, Normalisation
 from .engine import predict, topk_correct
 from .run import bn_images, prepare_data, training_data, val_loader
 
-# Paper Table 3 (top-5 error, ILSVRC 2014 validation), for the printed comparison.
+# Paper Table 3 (top-5 error, ILSVRC 2012 validation; spec §2), for the printed comparison.
 PAPER_TABLE3 = [(1, 1, 10.07), (1, 10, 9.15), (1, 144, 7.89), (7, 1, 8.09), (7, 10, 7.62), (7, 144, 6.67)]
 
 
