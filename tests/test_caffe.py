@@ -86,12 +86,17 @@ def test_caffe_input_convention(paper_model, tmp_path):
     assert torch.allclose(a, b, rtol=1e-4, atol=1e-3)
 
 
-def test_detector_takes_the_caffemodel(paper_model, tmp_path):
-    from detector.model import googlenet_faster_rcnn
+def test_detector_config_takes_the_caffemodel(paper_model, tmp_path):
+    from core.config import load_config
+    from detector.config import DetConfig, build_model
 
     path = tmp_path / "bvlc_googlenet.caffemodel"
     write_caffemodel(path, to_caffe_layers(paper_model.state_dict()))
-    det = googlenet_faster_rcnn(3, head="c4", weights=path)
+    cfg = load_config(DetConfig, "configs/ilsvrc_det.yaml", [f"model.weights={path}"])
+    det = build_model(cfg.model, 3)
+    params = {k: v for k, v in det.state_dict().items() if k.endswith("inception4a.branch3.1.conv.weight")}
+    assert len(params) == 1 and torch.equal(next(iter(params.values())),
+                                            paper_model.backbone.inception4a.branch3[1].conv.weight)
     assert det.transform.image_mean == pytest.approx([123 / 255, 117 / 255, 104 / 255])
     assert det.transform.image_std == pytest.approx([1 / 255] * 3)
 
