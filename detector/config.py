@@ -23,7 +23,7 @@ from .model import GoogLeNetFasterRCNN, googlenet_faster_rcnn
 class DetModelConfig:
     head: Literal["c4", "fpn"] = "c4"
     bbox_reg: bool = True  # the 2014 entry: false
-    weights: str | None = None  # backbone.pth (tools/pretrain_backbone.py), torchvision's file or bvlc_googlenet.caffemodel
+    weights: str | None = None  # backbone.pth (pretrain_backbone.py), torchvision's file or bvlc_googlenet.caffemodel
     variant: Literal["paper", "torchvision"] = "paper"  # used without weights; an export's metadata wins
     norm: Literal["lrn", "bn"] | None = None
     trainable_from: str | None = "conv2"

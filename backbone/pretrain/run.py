@@ -1,9 +1,10 @@
 """ImageNet pretraining of GoogLeNet with its auxiliary heads (paper §5-6, spec §2).
 
-``run(cfg)`` reads like the recipe: data -> model -> SGD + schedule + weight averaging -> (resume) -> epochs of
-``train_one_epoch`` and ``evaluate`` (``core.trainer.Trainer`` keeps the position, checkpoints and
-log) -> export of the backbone for the detector. ``table3.score`` scores checkpoints, exports
-and their ensemble. ``tools/pretrain_backbone.py`` parses the command line and calls them.
+``run(cfg)`` reads like the recipe: data -> model -> SGD + schedule + weight averaging -> (resume)
+-> epochs of ``train_one_epoch`` and ``evaluate`` (``core.trainer.Trainer`` keeps the position,
+checkpoints and log) -> export of the backbone for the detector. ``table3.score`` scores
+checkpoints, exports and their ensemble. ``tools/pretrain_backbone.py`` parses the command line
+and calls them.
 """
 
 from __future__ import annotations
