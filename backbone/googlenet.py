@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from .aux import GoogLeNetWithAux
 from .init import Norm, Variant, init_weights
 from .layers import BasicConv2d, Inception, LocalResponseNorm
-from .weights import load_weights
+from .weights import load_weights, read_weights
 
 # torchvision's ImageNet normalisation; what every layout here expects unless ``transform_input``.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -253,3 +253,19 @@ def googlenet(num_classes: int = 1000, variant: Variant = "paper", norm: Norm | 
     if weights is not None:
         load_weights(model, weights)
     return model
+
+
+def googlenet_from_file(path: str | os.PathLike, variant: Variant = "paper", norm: Norm | None = None,
+                        channels_last: bool = True) -> tuple[GoogLeNet, dict]:
+    """The GoogLeNet a weights file holds, built as the file says, and the file's metadata
+    (layout, input normalisation; ``{}`` when it has none). The class count comes from its
+    classifier; its metadata's ``variant``/``norm`` win over the arguments; torchvision's
+    published file gets ``transform_input``."""
+    path = os.fspath(path)
+    sd, meta = read_weights(path)
+    num = sd["fc.weight"].shape[0] if "fc.weight" in sd else 1000
+    net = googlenet(num, variant=meta.get("variant", variant), norm=meta.get("norm", norm),
+                    transform_input=bool(meta.get("transform_input", False))
+                    or "googlenet-1378be20" in os.path.basename(path), channels_last=channels_last)
+    load_weights(net, sd, name=path)
+    return net, meta

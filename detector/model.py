@@ -30,8 +30,7 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import FeaturePyramidNetwork, FrozenBatchNorm2d, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from backbone.googlenet import IMAGENET_MEAN, IMAGENET_STD, GoogLeNet, googlenet, split_at
-from backbone.weights import load_weights, read_weights
+from backbone.googlenet import IMAGENET_MEAN, IMAGENET_STD, GoogLeNet, googlenet, googlenet_from_file, split_at
 
 Head = Literal["c4", "fpn"]
 # where the regions come from: the RPN; precomputed boxes only (R-CNN, the 2014 entry's Selective
@@ -197,14 +196,7 @@ def _backbone_net(weights: str | os.PathLike | None, variant: str, norm: str | N
     """The GoogLeNet to build on, and the export's metadata (variant, norm, input normalisation)."""
     if weights is None:
         return googlenet(1000, variant=variant, norm=norm, transform_input=transform_input), {}
-    path = os.fspath(weights)
-    sd, meta = read_weights(path)
-    variant, norm = meta.get("variant", variant), meta.get("norm", norm)
-    num = sd["fc.weight"].shape[0] if "fc.weight" in sd else 1000
-    net = googlenet(num, variant=variant, norm=norm, transform_input=bool(meta.get("transform_input", False))
-                    or "googlenet-1378be20" in os.path.basename(path))
-    load_weights(net, sd, name=path)
-    return net, meta
+    return googlenet_from_file(weights, variant, norm)
 
 
 def freeze(net: GoogLeNet, trainable_from: str | None, freeze_bn: bool) -> None:  # noqa: D401

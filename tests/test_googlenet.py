@@ -10,7 +10,7 @@ import torchvision
 from torch import nn
 
 from backbone.aux import AUX_LOSS_WEIGHT, GoogLeNetWithAux, aux_loss
-from backbone.googlenet import GoogLeNet, googlenet, split_at
+from backbone.googlenet import GoogLeNet, googlenet, googlenet_from_file, split_at
 from backbone.layers import LocalResponseNorm
 from backbone.summary import layer_table
 from backbone.weights import WeightsError, load_weights
@@ -148,6 +148,9 @@ def test_published_torchvision_weights_require_transform_input(torchvision_file,
     with pytest.raises(WeightsError, match="transform_input=True"):
         googlenet(variant="torchvision", weights=published)
     assert googlenet(variant="torchvision", transform_input=True, weights=published).transform_input
+    # built from the file alone (what the detector and --eval-only do), it gets transform_input
+    net, meta = googlenet_from_file(published, variant="torchvision")
+    assert net.transform_input and net.variant == "torchvision" and meta == {}
 
 
 def test_wrapper_checkpoints_round_trip(tmp_path):

@@ -116,6 +116,16 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
             "steps_done": step, "seconds": time.perf_counter() - tic}
 
 
+def crop_probabilities(backbone: nn.Module, images: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+    """Images ``[B, K, 3, H, W]`` (K crops each) -> class probabilities ``[B, C]`` (float32): the
+    softmax of the main head averaged over each image's crops (spec §2)."""
+    b, k = images.shape[:2]
+    flat = images.flatten(0, 1)
+    if channels_last:
+        flat = flat.contiguous(memory_format=torch.channels_last)
+    return backbone(flat).float().softmax(1).view(b, k, -1).mean(1)
+
+
 @torch.inference_mode()
 def evaluate(model: nn.Module, loader: Iterable, device: torch.device, *, channels_last: bool = False,
              autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
@@ -140,11 +150,7 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device, *, channe
         labels = batch.labels.to(device)
         with autocast():
             if images.dim() == 5:  # test-time crops: main head only, softmax averaged over crops
-                b, k = images.shape[:2]
-                flat = images.flatten(0, 1)
-                if channels_last:
-                    flat = flat.contiguous(memory_format=torch.channels_last)
-                probs = backbone(flat).float().softmax(1).view(b, k, -1).mean(1)
+                probs = crop_probabilities(backbone, images, channels_last)
                 correct[0] += torch.tensor(topk_correct(probs, labels), dtype=torch.float64)
             else:
                 if channels_last:
@@ -179,13 +185,8 @@ def predict(backbone: nn.Module, loader: Iterable, device: torch.device, *, chan
         images = batch.images.to(device, non_blocking=True)
         if images.dim() == 4:
             images = images[:, None]  # one crop
-        b, k = images.shape[:2]
-        flat = images.flatten(0, 1)
-        if channels_last:
-            flat = flat.contiguous(memory_format=torch.channels_last)
         with autocast():
-            p = backbone(flat).float().softmax(1).view(b, k, -1).mean(1)  # [B, C]
-        probs.append(p.cpu())
+            probs.append(crop_probabilities(backbone, images, channels_last).cpu())
         labels.append(batch.labels)
     if not probs:
         return torch.empty(0, 0), torch.empty(0, dtype=torch.long)

@@ -21,8 +21,7 @@ from core.errors import UserError
 from core.records import log
 from core.runtime import amp_for, start
 
-from ..googlenet import GoogLeNet, googlenet
-from ..weights import load_weights, read_weights
+from ..googlenet import GoogLeNet, googlenet_from_file
 from .averaging import WeightAverage, recompute_bn
 from .config import PretrainConfig, build_model
 from .data import IMAGENET_NORM, ClassificationDataset, Normalisation
@@ -52,14 +51,10 @@ def load_for_eval(cfg: PretrainConfig, path: str, num_classes: int, train_ds: Cl
                 recompute_bn(average.module.to(device), bn_images(cfg, train_ds), device, cfg.model.channels_last)
             model = average.module
         return model.backbone.to(device), IMAGENET_NORM
-    sd, meta = read_weights(path)
-    num = sd["fc.weight"].shape[0] if "fc.weight" in sd else num_classes
-    if num != num_classes:
-        raise UserError(f"{path}: {num} classes, the validation data has {num_classes}; score it on the data it was "
-                        "trained for")
-    net = googlenet(num, variant=meta.get("variant", cfg.model.variant), norm=meta.get("norm", cfg.model.norm),
-                    transform_input=bool(meta.get("transform_input", False)), channels_last=cfg.model.channels_last)
-    load_weights(net, sd, name=path)
+    net, meta = googlenet_from_file(path, cfg.model.variant, cfg.model.norm, cfg.model.channels_last)
+    if net.num_classes != num_classes:
+        raise UserError(f"{path}: {net.num_classes} classes, the validation data has {num_classes}; score it on the "
+                        "data it was trained for")
     inp = meta.get("input", {})
     norm = (tuple(inp["mean"]), tuple(inp["std"])) if "mean" in inp and "std" in inp else IMAGENET_NORM
     return net.to(device), norm
