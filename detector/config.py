@@ -39,6 +39,10 @@ class DetModelConfig:
     # rpn | external (data.proposals only, no RPN: R-CNN, the 2014 entry) | both (data.proposals
     # joined with the RPN's rpn_post_nms_top_n_* boxes: the entry's Selective Search + MultiBox)
     proposals: Literal["rpn", "external", "both"] = "rpn"
+    # the RPN's anchor sizes (px), one list per feature map (c4: 1, fpn: 4); null: 32..512 on C4's
+    # map, 4x the stride on each pyramid level (32, 64, 128, 256)
+    anchor_sizes: list[list[int]] | None = None
+    representation_size: int = 1024  # fpn: the box head's MLP width (torchvision's)
 
 
 @dataclass
@@ -116,7 +120,7 @@ def build_model(m: DetModelConfig, num_classes: int, layout: dict | None = None)
         rpn_pre_nms_top_n_test=m.rpn_pre_nms_top_n_test, rpn_post_nms_top_n_test=m.rpn_post_nms_top_n_test,
         rpn_batch_size_per_image=m.rpn_batch_size_per_image, box_batch_size_per_image=m.box_batch_size_per_image,
         box_score_thresh=m.box_score_thresh, box_detections_per_img=m.box_detections_per_img,
-        proposals=m.proposals, **backbone)
+        proposals=m.proposals, anchor_sizes=m.anchor_sizes, representation_size=m.representation_size, **backbone)
 
 
 def build_optimizer(model: nn.Module, o: DetOptimConfig, lr: float) -> torch.optim.SGD:

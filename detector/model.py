@@ -224,7 +224,8 @@ def _freeze_batchnorm(module: nn.Module) -> None:
             _freeze_batchnorm(child)
 
 
-def _region_parts(net: GoogLeNet, head: Head) -> tuple[nn.Module, list[int], MultiScaleRoIAlign, nn.Module, int]:
+def _region_parts(net: GoogLeNet, head: Head, representation_size: int = 1024
+                  ) -> tuple[nn.Module, list[int], MultiScaleRoIAlign, nn.Module, int]:
     """``(detection backbone, its strides, RoI pooling, box head, box head's output width)``."""
     if head == "c4":
         body = C4Trunk(net)
@@ -237,7 +238,8 @@ def _region_parts(net: GoogLeNet, head: Head) -> tuple[nn.Module, list[int], Mul
     body = FPNBackbone(net)
     # the max-pooled level feeds the RPN only
     roi = MultiScaleRoIAlign(featmap_names=["0", "1", "2"], output_size=7, sampling_ratio=2)
-    return body, body.strides, roi, TwoMLPHead(body.out_channels * 7 * 7, 1024), 1024
+    return (body, body.strides, roi, TwoMLPHead(body.out_channels * 7 * 7, representation_size),
+            representation_size)
 
 
 def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = True,
@@ -249,7 +251,9 @@ def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = 
                           box_score_thresh: float = 0.01, box_detections_per_img: int = 100,
                           transform_input: bool = False, image_mean: list[float] | None = None,
                           image_std: list[float] | None = None,
-                          proposals: ProposalSource = "rpn") -> GoogLeNetFasterRCNN:
+                          proposals: ProposalSource = "rpn",
+                          anchor_sizes: list[list[int]] | None = None,
+                          representation_size: int = 1024) -> GoogLeNetFasterRCNN:
     """Faster R-CNN with a GoogLeNet backbone.
 
     Args:
@@ -263,6 +267,9 @@ def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = 
         freeze_bn: keep BatchNorm statistics and parameters fixed (BN layouts).
         proposals: ``"rpn"``, ``"external"`` (the caller passes each image's regions; no RPN is
             built) or ``"both"`` (the given regions joined with the RPN's ``post_nms_top_n``).
+        anchor_sizes: the RPN's anchor sizes in pixels, one list per feature map (C4: one map;
+            FPN: four levels, strides 8..64); None: :func:`anchor_sizes_for`.
+        representation_size: the FPN head's MLP width (torchvision's 1024); C4's is GoogLeNet's 1024.
         The rest are torchvision's ``FasterRCNN`` settings of the same names.
     """
     if head not in ("c4", "fpn"):
@@ -276,8 +283,12 @@ def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = 
     inp = meta.get("input", {})
     mean = list(inp.get("mean", image_mean or IMAGENET_MEAN))
     std = list(inp.get("std", image_std or IMAGENET_STD))
-    body, strides, roi, box_head, rep = _region_parts(net, head)
-    sizes = anchor_sizes_for(strides)
+    body, strides, roi, box_head, rep = _region_parts(net, head, representation_size)
+    sizes = anchor_sizes_for(strides) if anchor_sizes is None else tuple(tuple(int(a) for a in s) for s in anchor_sizes)
+    if len(sizes) != len(strides) or not all(sizes):
+        raise ValueError(f"anchor_sizes: the {head} head has {len(strides)} feature map(s) (strides "
+                         f"{', '.join(map(str, strides))}): give one non-empty list of sizes per map, "
+                         f"got {anchor_sizes}")
     anchors = AnchorGenerator(sizes=sizes, aspect_ratios=((0.5, 1.0, 2.0),) * len(sizes))
     predictor = FastRCNNPredictorFP32(rep, num_classes + 1) if bbox_reg else ClassOnlyPredictor(rep, num_classes + 1)
     model = GoogLeNetFasterRCNN(

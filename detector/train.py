@@ -59,8 +59,10 @@ def finished_metrics(cfg: DetConfig) -> dict | None:
     if cfg.resume != "auto" or not os.path.isfile(path):
         return None
     state = read_final(path, "delete it to train the member again")
-    was, now = _flat(state.get("config", {})), _flat(to_dict(cfg))
-    changed = sorted(k for k in set(was) | set(now) if k not in RUNTIME_KEYS and was.get(k) != now.get(k))
+    # a key the saved config lacks was added later: the member was trained with its default
+    was, now, default = _flat(state.get("config", {})), _flat(to_dict(cfg)), _flat(to_dict(DetConfig()))
+    changed = sorted(k for k in set(was) | set(now)
+                     if k not in RUNTIME_KEYS and was.get(k, default.get(k)) != now.get(k))
     if changed:
         raise CheckpointError(
             f"{path}: trained with another config ({', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''} "

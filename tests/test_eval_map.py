@@ -212,3 +212,27 @@ def test_fuse_nms_keeps_the_best_of_overlapping_boxes():
     # the overlapping pair becomes one box between them; the box only one member found scores half
     assert len(wbf.scores) == 2 and 10 < wbf.boxes[0, 0] < 12
     assert wbf.scores[1] == pytest.approx(0.35, abs=1e-6)
+
+
+def test_boxed_objects_counts_what_a_person_sees_in_the_drawn_images():
+    from detector.data.sample import ImageRecord
+    from detector.eval_map.report import boxed_objects
+    from detector.evaluation import ImageDetections
+
+    gt = np.array([[0, 0, 10, 10], [20, 20, 40, 40], [50, 0, 60, 10], [0, 50, 10, 60]], np.float32)
+    rec = ImageRecord("a.jpg", 1, 64, 64, gt, np.array([1, 2, 2, 3]), np.array([False, False, False, True]))
+    dets = ImageDetections(
+        np.array([[0, 0, 10, 10],     # class 1 on object 0: boxed
+                  [1, 0, 10, 10],     # a second box on object 0 (IoU 0.9): taken already, so spurious
+                  [20, 20, 40, 40],   # class 1 on a class-2 object: wrong class, spurious
+                  [50, 0, 60, 10],    # class 2 on object 2 but under the score threshold: not drawn
+                  [20, 20, 41, 41],   # class 2 on object 1 (IoU 0.91): boxed
+                  [0, 50, 10, 60]],   # on the ignored object: neither boxed nor spurious
+                 np.float32),
+        np.array([0.9, 0.8, 0.7, 0.2, 0.6, 0.95], np.float32), np.array([1, 1, 1, 2, 2, 3]))
+    assert boxed_objects([rec], [dets], min_score=0.3) == {"objects": 3, "boxed": 2, "spurious": 2}
+    assert boxed_objects([rec], [dets], min_score=0.1) == {"objects": 3, "boxed": 3, "spurious": 2}
+    # a class blacklisted in the image is not counted, and its own boxes on it are not spurious
+    # (the class-1 box on a class-2 object still is: a wrong name)
+    rec.ignore_classes = (2,)
+    assert boxed_objects([rec], [dets], min_score=0.1) == {"objects": 1, "boxed": 1, "spurious": 2}

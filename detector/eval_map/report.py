@@ -11,7 +11,9 @@ from core.atomic import save_figure_atomic, write_png_atomic
 from core.data import read_image
 from core.errors import BadImageError
 
+from ..data.sample import ImageRecord
 from ..evaluation import ImageDetections
+from ..evaluation.ap import iou_xyxy
 from ..visualize import draw_boxes
 from .ground_truth import GroundTruth
 
@@ -82,6 +84,33 @@ def plot_pr(path: str, title: str, result: dict, names: list[str]) -> None:
     fig.tight_layout()
     save_figure_atomic(fig, path)
     plt.close(fig)
+
+
+def boxed_objects(records: list[ImageRecord], dets: list[ImageDetections], min_score: float,
+                  iou: float = 0.5) -> dict[str, int]:
+    """What a person sees in the drawn images: ``{"objects", "boxed", "spurious"}``. An object (not
+    ignored, its class not blacklisted in the image) is boxed when a detection of its class with
+    score >= ``min_score`` overlaps it by IoU >= ``iou``; each detection boxes one object at most,
+    the best-scoring first, as the protocols match. ``spurious``: drawn boxes that box nothing and
+    lie on no ignored object."""
+    objects = boxed = spurious = 0
+    for r, d in zip(records, dets):
+        keep = d.scores >= min_score
+        boxes, labels = d.boxes[keep], d.labels[keep]  # [K, 4], [K]
+        order = np.argsort(-d.scores[keep], kind="stable")
+        scored = ~r.ignore & ~np.isin(r.labels, list(r.ignore_classes))  # [N]
+        overlap = iou_xyxy(boxes, r.boxes)  # [K, N]
+        same = labels[:, None] == r.labels[None, :]  # [K, N]
+        taken = np.zeros(len(r.boxes), bool)
+        for k in order:
+            hits = np.flatnonzero(same[k] & scored & ~taken & (overlap[k] >= iou))
+            if len(hits):
+                taken[hits[np.argmax(overlap[k, hits])]] = True
+            elif not (same[k] & ~scored & (overlap[k] >= iou)).any():
+                spurious += 1
+        objects += int(scored.sum())
+        boxed += int(taken.sum())
+    return {"objects": objects, "boxed": boxed, "spurious": spurious}
 
 
 def draw(folder: str, gt: GroundTruth, dets: list[ImageDetections], n: int, min_score: float) -> str:

@@ -17,7 +17,7 @@ from ..evaluation import ImageDetections
 from ..final import FINAL_NAME, found_members, member_checkpoints
 from .ground_truth import GroundTruth, ground_truth
 from .inference import Plan, detections
-from .report import draw, jsonable, plot_pr, print_tables
+from .report import boxed_objects, draw, jsonable, plot_pr, print_tables
 from .scoring import read_results, results_name, score, write_results
 
 
@@ -76,7 +76,10 @@ def run(cfg: DetConfig, req: EvalRequest) -> dict:
     print_tables(gt, results, list(req.metrics), seconds)
     print(f"\nreport, results files and precision/recall plots: {out}")
     if req.draw:
-        print(f"detections drawn ({list(dets)[-1]}, score >= {req.draw_score}): {report['drawn']}")
+        b = report["drawn_objects"]
+        print(f"detections drawn ({b['result_set']}, score >= {req.draw_score}): {report['drawn']}\n"
+              f"  in them {b['boxed']} of {b['objects']} objects boxed with their class (IoU >= 0.5; "
+              f"{100 * b['boxed'] / max(b['objects'], 1):.0f}%), {b['spurious']} boxes on nothing")
     return report
 
 
@@ -102,5 +105,7 @@ def write_outputs(out: str, gt: GroundTruth, req: EvalRequest, dets: dict[str, l
     if req.draw:
         last = list(dets)[-1]
         report["drawn"] = draw(os.path.join(out, last, "drawn"), gt, dets[last], req.draw, req.draw_score)
+        report["drawn_objects"] = {"result_set": last, "min_score": req.draw_score,
+                                   **boxed_objects(gt.records[:req.draw], dets[last][:req.draw], req.draw_score)}
     write_json_atomic(os.path.join(out, "report.json"), report)
     return report
