@@ -34,6 +34,7 @@ class DetModelConfig:
     rpn_post_nms_top_n_test: int = 300
     rpn_batch_size_per_image: int = 256  # anchors sampled per image for the RPN loss
     box_batch_size_per_image: int = 128  # regions sampled per image for the head's loss
+    box_positive_fraction: float = 0.25  # at most this share of them foreground (Fast R-CNN's)
     box_score_thresh: float = 0.01
     box_detections_per_img: int = 100
     # rpn | external (data.proposals only, no RPN: R-CNN, the 2014 entry) | both (data.proposals
@@ -119,6 +120,7 @@ def build_model(m: DetModelConfig, num_classes: int, layout: dict | None = None)
         rpn_pre_nms_top_n_train=m.rpn_pre_nms_top_n_train, rpn_post_nms_top_n_train=m.rpn_post_nms_top_n_train,
         rpn_pre_nms_top_n_test=m.rpn_pre_nms_top_n_test, rpn_post_nms_top_n_test=m.rpn_post_nms_top_n_test,
         rpn_batch_size_per_image=m.rpn_batch_size_per_image, box_batch_size_per_image=m.box_batch_size_per_image,
+        box_positive_fraction=m.box_positive_fraction,
         box_score_thresh=m.box_score_thresh, box_detections_per_img=m.box_detections_per_img,
         proposals=m.proposals, anchor_sizes=m.anchor_sizes, representation_size=m.representation_size, **backbone)
 

@@ -46,3 +46,7 @@ def test_the_demo_pipeline_end_to_end(tmp_path):
             assert json.load(f)["map"] == pytest.approx(res[f"model_{k}"]["ilsvrc"]["map"], abs=1e-9)
     assert len(list((out / "ensemble2_shared" / "drawn").glob("*.png"))) == 8
     assert "detections drawn" in proc.stdout
+    # what the drawn images show, counted: every scored object of the eight images, each boxed once at most
+    drawn = rep["drawn_objects"]
+    assert drawn["result_set"] == "ensemble2_shared" and drawn["objects"] > 0
+    assert 0 <= drawn["boxed"] <= drawn["objects"] and f"{drawn['boxed']} of {drawn['objects']} objects" in proc.stdout

@@ -67,6 +67,11 @@ def test_fpn_anchors_and_pooling_come_from_feature_info():
     feats = body(torch.rand(1, 3, 96, 128))
     assert list(feats) == ["0", "1", "2", "pool"] and all(f.shape[1] == 256 for f in feats.values())
     assert model.roi_heads.box_roi_pool.featmap_names == ["0", "1", "2"]
+    # sizes from the config: two per level, and the box head's width
+    model = googlenet_faster_rcnn(3, head="fpn", anchor_sizes=[[16, 24], [32, 48], [64, 96], [128, 192]],
+                                  representation_size=256, **SMALL)
+    assert model.rpn.head.cls_logits.out_channels == 6 and model.roi_heads.box_predictor.cls_score.in_features == 256
+    assert [o.shape[1] for o in model.rpn.head([torch.rand(1, 256, 4, 4)])[0]] == [6]
 
 
 def test_the_detector_never_resizes():
@@ -106,3 +111,5 @@ def test_bad_arguments():
         googlenet_faster_rcnn(0)
     with pytest.raises(ValueError, match="trainable_from='conv9' is not a layer"):
         googlenet_faster_rcnn(3, trainable_from="conv9")
+    with pytest.raises(ValueError, match="the c4 head has 1 feature map"):
+        googlenet_faster_rcnn(3, head="c4", anchor_sizes=[[32], [64]])

@@ -155,37 +155,6 @@ def test_ilsvrc_config_on_the_miniature_says_how_to_make_val1(toy, tmp_path):
     assert (tmp_path / "googlenet_ilsvrc_det" / "model_0" / "model_final.pth").exists()
 
 
-def test_overfits_four_miniature_images():
-    """The detector can learn: 4 miniature images, from scratch, through train_one_epoch, reach
-    VOC mAP@0.5 >= 0.9 on themselves (the FPN head: about 0.55 s a step on 2 cores; the C4 head
-    gets there too but takes about 4x as long)."""
-    from detector.data.build import DetDataConfig, build_detection_data
-    from detector.data.dataset import collate
-    from detector.engine import lr_at, predict, train_one_epoch
-    from detector.evaluation import evaluate_voc
-
-    root = make_toy_ilsvrc(os.path.join(os.environ.get("PYTEST_TMP", "/tmp"), f"overfit_{os.getpid()}"), n_train=8,
-                           n_val=4, n_negative=0, cls_per_class=1)
-    cfg = DetDataConfig(root=root, train_split="train", val_split="train", scales=[128], test_scale=128, max_size=192,
-                        flip=0.0, photometric=0.0, workers=0)
-    ds, index = build_detection_data(cfg, train=False)
-    ds.records = index.records = index.records[:4]
-    batch = collate([ds[i] for i in range(4)])
-    assert sum(len(t["boxes"]) for t in batch.targets) >= 8
-    torch.manual_seed(0)
-    model = googlenet_faster_rcnn(10, head="fpn", trainable_from=None, rpn_post_nms_top_n_train=64,
-                                  box_batch_size_per_image=32, rpn_post_nms_top_n_test=50, box_score_thresh=0.0)
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.02, momentum=0.9,
-                                weight_decay=1e-4)
-    steps = 200
-    stats = train_one_epoch(model, [batch] * steps, optimizer, lambda g: lr_at(g, steps, 0.02, [], 0.1, 20, 0.05),
-                            epoch=0, epochs=1, steps_per_epoch=steps, start_step=0, device=torch.device("cpu"), seed=0,
-                            progress=False)
-    assert stats["steps_done"] == steps
-    dets = predict(model, [batch], torch.device("cpu"), 4)
-    assert evaluate_voc(index.records, dets, 10)["map"] >= 0.9
-
-
 def _same_layout_coco(root: str) -> str:
     """4 images of one size with the same boxes but other pixels and labels: every image then has
     the same number of anchors and regions to sample, so a process's mean loss over its 2 images

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+import cv2
 import numpy as np
 
 from core.atomic import save_figure_atomic, write_png_atomic
@@ -86,6 +87,9 @@ def plot_pr(path: str, title: str, result: dict, names: list[str]) -> None:
     plt.close(fig)
 
 
+DRAW_SIZE = 400  # px: the shorter side that drawn images are enlarged towards
+
+
 def boxed_objects(records: list[ImageRecord], dets: list[ImageDetections], min_score: float,
                   iou: float = 0.5) -> dict[str, int]:
     """What a person sees in the drawn images: ``{"objects", "boxed", "spurious"}``. An object (not
@@ -122,9 +126,14 @@ def draw(folder: str, gt: GroundTruth, dets: list[ImageDetections], n: int, min_
         except BadImageError:
             continue
         keep = d.scores >= min_score
+        # small images (the miniature's are about 150 px) are enlarged by a whole factor to about
+        # 400 px, so that the class names drawn on them can be read
+        f = max(1, round(DRAW_SIZE / min(img.shape[:2])))
+        if f > 1:
+            img = cv2.resize(img, (img.shape[1] * f, img.shape[0] * f), interpolation=cv2.INTER_NEAREST)
         stem = os.path.splitext(os.path.basename(r.path))[0]
         write_png_atomic(os.path.join(folder, f"{stem}.png"),
-                         draw_boxes(img, d.boxes[keep], d.labels[keep], gt.class_names, scores=d.scores[keep]))
+                         draw_boxes(img, d.boxes[keep] * f, d.labels[keep], gt.class_names, scores=d.scores[keep]))
     return folder
 
 
