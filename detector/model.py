@@ -191,6 +191,17 @@ def anchor_sizes_for(strides: list[int], base: int = 32) -> tuple[tuple[int, ...
     return tuple((4 * s,) for s in strides)
 
 
+def anchor_generator(head: Head, strides: list[int], anchor_sizes: list[list[int]] | None) -> AnchorGenerator:
+    """The RPN's anchors: ``anchor_sizes`` (one list per feature map) or :func:`anchor_sizes_for`,
+    each at aspect ratios 0.5, 1 and 2."""
+    sizes = anchor_sizes_for(strides) if anchor_sizes is None else tuple(tuple(int(a) for a in s) for s in anchor_sizes)
+    if len(sizes) != len(strides) or not all(sizes):
+        raise ValueError(f"anchor_sizes: the {head} head has {len(strides)} feature map(s) (strides "
+                         f"{', '.join(map(str, strides))}): give one non-empty list of sizes per map, "
+                         f"got {anchor_sizes}")
+    return AnchorGenerator(sizes=sizes, aspect_ratios=((0.5, 1.0, 2.0),) * len(sizes))
+
+
 def _backbone_net(weights: str | os.PathLike | None, variant: str, norm: str | None,
                   transform_input: bool = False) -> tuple[GoogLeNet, dict]:
     """The GoogLeNet to build on, and the export's metadata (variant, norm, input normalisation)."""
@@ -251,8 +262,7 @@ def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = 
                           box_positive_fraction: float = 0.25,
                           box_score_thresh: float = 0.01, box_detections_per_img: int = 100,
                           transform_input: bool = False, image_mean: list[float] | None = None,
-                          image_std: list[float] | None = None,
-                          proposals: ProposalSource = "rpn",
+                          image_std: list[float] | None = None, proposals: ProposalSource = "rpn",
                           anchor_sizes: list[list[int]] | None = None,
                           representation_size: int = 1024) -> GoogLeNetFasterRCNN:
     """Faster R-CNN with a GoogLeNet backbone.
@@ -281,16 +291,10 @@ def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = 
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     net, meta = _backbone_net(weights, variant, norm, transform_input)
     freeze(net, trainable_from, freeze_bn)
-    inp = meta.get("input", {})
-    mean = list(inp.get("mean", image_mean or IMAGENET_MEAN))
-    std = list(inp.get("std", image_std or IMAGENET_STD))
+    mean = list(meta.get("input", {}).get("mean", image_mean or IMAGENET_MEAN))
+    std = list(meta.get("input", {}).get("std", image_std or IMAGENET_STD))
     body, strides, roi, box_head, rep = _region_parts(net, head, representation_size)
-    sizes = anchor_sizes_for(strides) if anchor_sizes is None else tuple(tuple(int(a) for a in s) for s in anchor_sizes)
-    if len(sizes) != len(strides) or not all(sizes):
-        raise ValueError(f"anchor_sizes: the {head} head has {len(strides)} feature map(s) (strides "
-                         f"{', '.join(map(str, strides))}): give one non-empty list of sizes per map, "
-                         f"got {anchor_sizes}")
-    anchors = AnchorGenerator(sizes=sizes, aspect_ratios=((0.5, 1.0, 2.0),) * len(sizes))
+    anchors = anchor_generator(head, strides, anchor_sizes)
     predictor = FastRCNNPredictorFP32(rep, num_classes + 1) if bbox_reg else ClassOnlyPredictor(rep, num_classes + 1)
     model = GoogLeNetFasterRCNN(
         body, head_kind=head, bbox_reg=bbox_reg, image_mean=mean, image_std=std,
@@ -304,7 +308,7 @@ def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = 
         box_positive_fraction=box_positive_fraction,
         box_score_thresh=box_score_thresh, box_detections_per_img=box_detections_per_img, proposal_source=proposals)
     # the contract, checked here rather than discovered as a shape error mid-training
-    if len(sizes) != len(strides) or (model.rpn is not None and model.rpn.head.cls_logits.out_channels
+    if len(anchors.sizes) != len(strides) or (model.rpn is not None and model.rpn.head.cls_logits.out_channels
                                       != anchors.num_anchors_per_location()[0]):
         raise AssertionError("anchor generator does not match the backbone's feature maps")
     return model
