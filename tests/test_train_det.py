@@ -45,8 +45,11 @@ def test_a_short_run_writes_the_final_model_with_its_config_and_classes(toy, tmp
     assert final["classes"][0] == "n90000001" and final["class_names"][0] == "circle"
     assert final["config"]["model_index"] == 2 and final["config"]["seed"] == 0
     assert 0.0 <= final["metrics"]["map"] <= 1.0 and "ilsvrc mAP" in out.stdout
-    model = googlenet_faster_rcnn(10, head=final["config"]["model"]["head"], rpn_post_nms_top_n_test=16)
-    model.load_state_dict(final["model"])  # the saved weights are the model's
+    # the saved weights are the model its saved config describes (the head, the MLP's width ...)
+    m = final["config"]["model"]
+    model = googlenet_faster_rcnn(10, head=m["head"], representation_size=m["representation_size"],
+                                  anchor_sizes=m["anchor_sizes"], rpn_post_nms_top_n_test=16)
+    model.load_state_dict(final["model"])
     assert (member / "checkpoint_00000003.pth").exists() and (member / "log.jsonl").exists()
     # the same command again: nothing retrained, the file untouched; another config: a clear error
     stamp = os.stat(member / "model_final.pth").st_mtime_ns
