@@ -307,8 +307,8 @@ def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = 
         rpn_batch_size_per_image=rpn_batch_size_per_image, box_batch_size_per_image=box_batch_size_per_image,
         box_positive_fraction=box_positive_fraction,
         box_score_thresh=box_score_thresh, box_detections_per_img=box_detections_per_img, proposal_source=proposals)
-    # the contract, checked here rather than discovered as a shape error mid-training
-    if len(anchors.sizes) != len(strides) or (model.rpn is not None and model.rpn.head.cls_logits.out_channels
-                                      != anchors.num_anchors_per_location()[0]):
+    # the contract, checked here rather than discovered as a shape error mid-training (one size list
+    # per feature map: anchor_generator)
+    if model.rpn is not None and model.rpn.head.cls_logits.out_channels != anchors.num_anchors_per_location()[0]:
         raise AssertionError("anchor generator does not match the backbone's feature maps")
     return model

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from detector.data.toy import make_toy_ilsvrc
+from detector.final import load_final
 from detector.model import googlenet_faster_rcnn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,11 +46,10 @@ def test_a_short_run_writes_the_final_model_with_its_config_and_classes(toy, tmp
     assert final["classes"][0] == "n90000001" and final["class_names"][0] == "circle"
     assert final["config"]["model_index"] == 2 and final["config"]["seed"] == 0
     assert 0.0 <= final["metrics"]["map"] <= 1.0 and "ilsvrc mAP" in out.stdout
-    # the saved weights are the model its saved config describes (the head, the MLP's width ...)
-    m = final["config"]["model"]
-    model = googlenet_faster_rcnn(10, head=m["head"], representation_size=m["representation_size"],
-                                  anchor_sizes=m["anchor_sizes"], rpn_post_nms_top_n_test=16)
-    model.load_state_dict(final["model"])
+    # the saved weights are the model its saved config describes (the head, the MLP's width ...):
+    # load_final rebuilds it from that config and loads them strictly
+    model, _ = load_final(str(member / "model_final.pth"))
+    assert model.roi_heads.box_predictor.cls_score.out_features == 11
     assert (member / "checkpoint_00000003.pth").exists() and (member / "log.jsonl").exists()
     # the same command again: nothing retrained, the file untouched; another config: a clear error
     stamp = os.stat(member / "model_final.pth").st_mtime_ns
