@@ -48,6 +48,7 @@ class DetModelConfig:
 
 @dataclass
 class DetOptimConfig:
+    name: Literal["sgd", "adamw"] = "sgd"
     lr: float = 0.02  # per lr_reference_batch images, scaled to the global batch
     lr_reference_batch: int = 16
     momentum: float = 0.9
@@ -125,10 +126,12 @@ def build_model(m: DetModelConfig, num_classes: int, layout: dict | None = None)
         proposals=m.proposals, anchor_sizes=m.anchor_sizes, representation_size=m.representation_size, **backbone)
 
 
-def build_optimizer(model: nn.Module, o: DetOptimConfig, lr: float) -> torch.optim.SGD:
-    """SGD over the trainable parameters (the frozen stem and BatchNorm are left out)."""
-    return torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=o.momentum,
-                           weight_decay=o.weight_decay)
+def build_optimizer(model: nn.Module, o: DetOptimConfig, lr: float) -> torch.optim.Optimizer:
+    """SGD or AdamW over the trainable parameters (the frozen stem and BatchNorm are left out)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if o.name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=o.weight_decay)
+    return torch.optim.SGD(params, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
 
 
 def build_schedule(o: DetOptimConfig, base_lr: float, steps_per_epoch: int) -> Callable[[int], float]:
