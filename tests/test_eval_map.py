@@ -131,6 +131,18 @@ def test_shared_ensemble_scores_members_and_ensemble_in_one_pass(trained, tmp_pa
         assert rep["results"][k]["ilsvrc"]["map"] == pytest.approx(alone["results"][k]["ilsvrc"]["map"], abs=1e-6)
 
 
+def test_draw_score_sets_what_is_drawn_and_counted(trained, tmp_path):
+    root, work = trained
+    drawn = {}
+    for score in (0.0, 1.01):  # the untrained heads detect plenty at 0; no score reaches 1.01
+        rep = report(run([EVAL, *common(root, work), "--draw", "3", "--draw-score", str(score), "--out",
+                          str(tmp_path)]), str(tmp_path))
+        drawn[score] = rep["drawn_objects"]
+        assert drawn[score]["min_score"] == score and len(os.listdir(rep["drawn"])) == 3
+    assert drawn[1.01]["boxed"] == drawn[1.01]["spurious"] == 0
+    assert drawn[0.0]["boxed"] + drawn[0.0]["spurious"] > 0
+
+
 def test_too_few_members_is_one_line_naming_what_is_missing(trained, tmp_path):
     root, work = trained
     out = run([EVAL, *common(root, work), "--ensemble", "6", "--out", str(tmp_path)])

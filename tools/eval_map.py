@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
                         "gives batch size 1's detections")
     p.add_argument("--draw", type=int, default=0, metavar="N",
                    help="draw the ensemble's (else the last model's) detections on the first N images")
+    p.add_argument("--draw-score", type=float, default=0.3, metavar="S",
+                   help="draw (and count as boxed) the detections scoring at least S (default 0.3)")
     p.add_argument("--no-cache", action="store_true", help="run the models even where cached detections are valid")
     a = p.parse_intermixed_args(argv)  # options and key=value overrides in any order
     try:
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(DetConfig, config, overrides)
         run(cfg, EvalRequest(checkpoints=a.checkpoints, ensemble=a.ensemble, method=a.method, metrics=metrics,
                              detections=a.detections, out=a.out, batch_size=a.batch_size, cache=not a.no_cache,
-                             draw=a.draw, progress=cfg.progress))
+                             draw=a.draw, draw_score=a.draw_score, progress=cfg.progress))
         return 0
 
     return run_guarded("eval_map", body)
