@@ -48,6 +48,8 @@ class DetModelConfig:
 
 @dataclass
 class DetOptimConfig:
+    # sgd (momentum): the Faster R-CNN recipe; adamw: short runs, where it learns far more in the
+    # same steps (README "What makes it learn"); momentum is SGD's only
     name: Literal["sgd", "adamw"] = "sgd"
     lr: float = 0.02  # per lr_reference_batch images, scaled to the global batch
     lr_reference_batch: int = 16

@@ -113,3 +113,19 @@ def test_bad_arguments():
         googlenet_faster_rcnn(3, trainable_from="conv9")
     with pytest.raises(ValueError, match="the c4 head has 1 feature map"):
         googlenet_faster_rcnn(3, head="c4", anchor_sizes=[[32], [64]])
+
+
+@pytest.mark.parametrize("name,kind", [("sgd", torch.optim.SGD), ("adamw", torch.optim.AdamW)])
+def test_the_optimiser_config_names_the_optimiser_over_the_trainable_parameters(name, kind):
+    from core.config import ConfigError, load_config_dict
+    from detector.config import DetConfig, build_optimizer
+
+    net = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+    net[0].weight.requires_grad_(False)
+    cfg = load_config_dict(DetConfig, {"optim": {"name": name, "lr": 0.002}}, "test")
+    opt = build_optimizer(net, cfg.optim, cfg.optim.scaled_lr(4))
+    assert type(opt) is kind and opt.param_groups[0]["lr"] == pytest.approx(0.0005)
+    assert opt.param_groups[0]["weight_decay"] == cfg.optim.weight_decay
+    assert {id(p) for p in opt.param_groups[0]["params"]} == {id(p) for p in net.parameters() if p.requires_grad}
+    with pytest.raises(ConfigError, match="optim.name"):
+        load_config_dict(DetConfig, {"optim": {"name": "adam"}}, "test")
