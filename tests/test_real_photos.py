@@ -39,21 +39,21 @@ def four_photos():
 
 
 @pytest.mark.skipif(not os.path.isdir(TINY_COCO), reason="needs ../shared/data/tiny_coco")
-# C4 runs inception 5a/5b on every region: a step costs about 4x FPN's, so it gets fewer steps and
-# is held to a lower mark (what each reached: README "The detector")
-@pytest.mark.parametrize("head, steps, regions, loss_ratio, min_map",
-                         [("fpn", 150, 32, 0.3, 0.9), ("c4", 150, 16, 0.6, 0.25)])
-def test_both_heads_overfit_four_real_photos_from_scratch(head, steps, regions, loss_ratio, min_map):
-    lr = 0.02
+# AdamW: in 100 steps it takes both heads where SGD (lr 0.02, momentum) took 150. C4 runs inception
+# 5a/5b on every region (a step costs about 1.5x FPN's) and learns more slowly, so it is held to a
+# lower mark (what each reached: README "The detector")
+@pytest.mark.parametrize("head, lr, regions, loss_ratio, min_map",
+                         [("fpn", 1e-3, 32, 0.3, 0.9), ("c4", 2e-3, 16, 0.7, 0.25)])
+def test_both_heads_overfit_four_real_photos_from_scratch(head, lr, regions, loss_ratio, min_map):
+    steps = 100
     batch, records = four_photos()
     assert len(records) == 4 and sum(len(r.boxes) for r in records) >= 8
     torch.manual_seed(0)
     model = googlenet_faster_rcnn(80, head=head, trainable_from=None, rpn_post_nms_top_n_train=64,
                                   box_batch_size_per_image=regions, rpn_post_nms_top_n_test=50, box_score_thresh=0.0)
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=0.9,
-                                weight_decay=1e-4)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=1e-4)
     losses: list[float] = []
-    # clipped: from scratch, real photos' first steps blow up at this lr without it (NaN at step 41)
+    # clipped: from scratch, real photos' first steps blow up without it (SGD at 0.02: NaN at step 41)
     stats = train_one_epoch(model, [batch] * steps, optimizer, lambda g: lr_at(g, steps, lr, [], 0.1, 20, 0.05),
                             epoch=0, epochs=1, steps_per_epoch=steps, start_step=0, device=torch.device("cpu"),
                             seed=0, grad_clip=5.0, progress=False, on_step=lambda s, st: losses.append(st["loss"]))
