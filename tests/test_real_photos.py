@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from detector.config import DetOptimConfig, build_optimizer
 from detector.data.build import DetDataConfig, build_detection_data
 from detector.data.dataset import collate
 from detector.engine import lr_at, predict, train_one_epoch
@@ -51,7 +52,7 @@ def test_both_heads_overfit_four_real_photos_from_scratch(head, lr, regions, los
     torch.manual_seed(0)
     model = googlenet_faster_rcnn(80, head=head, trainable_from=None, rpn_post_nms_top_n_train=64,
                                   box_batch_size_per_image=regions, rpn_post_nms_top_n_test=50, box_score_thresh=0.0)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=1e-4)
+    optimizer = build_optimizer(model, DetOptimConfig(name="adamw", weight_decay=1e-4), lr)
     losses: list[float] = []
     # clipped: from scratch, real photos' first steps blow up without it (SGD at 0.02: NaN at step 41)
     stats = train_one_epoch(model, [batch] * steps, optimizer, lambda g: lr_at(g, steps, lr, [], 0.1, 20, 0.05),

@@ -45,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
                         "gives batch size 1's detections")
     p.add_argument("--draw", type=int, default=0, metavar="N",
                    help="draw the ensemble's (else the last model's) detections on the first N images")
-    p.add_argument("--draw-score", type=float, default=0.3, metavar="S",
-                   help="draw (and count as boxed) the detections scoring at least S (default 0.3)")
+    p.add_argument("--draw-score", type=float, default=EvalRequest.draw_score, metavar="S",
+                   help="draw (and count as boxed) the detections scoring at least S (default %(default)s)")
     p.add_argument("--no-cache", action="store_true", help="run the models even where cached detections are valid")
     a = p.parse_intermixed_args(argv)  # options and key=value overrides in any order
     try:
