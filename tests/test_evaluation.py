@@ -149,17 +149,19 @@ def devkit_reference(records, dets, num_classes):
     return np.array(aps)
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_ilsvrc_equals_a_literal_devkit_loop_on_random_scenes(seed):
+# (objects, detections) an image: sparse scenes, and crowded ones where one class has many
+# objects and long runs of detections, so the greedy walk goes many ranks deep
+@pytest.mark.parametrize("seed,objects,detections", [(s, 6, 10) for s in range(5)] + [(5, 25, 80), (6, 40, 120)])
+def test_ilsvrc_equals_a_literal_devkit_loop_on_random_scenes(seed, objects, detections):
     rng = np.random.default_rng(seed)
     records, dets = [], []
     for i in range(30):
-        n = int(rng.integers(0, 6))
+        n = int(rng.integers(0, objects))
         xy = rng.uniform(0, 150, (n, 2))
         wh = rng.uniform(4, 60, (n, 2))
         boxes = np.round(np.concatenate([xy, xy + wh], 1))
         records.append(gt(boxes, rng.integers(1, 4, n), black=(1,) if i % 7 == 0 else ()))
-        k = int(rng.integers(0, 10))
+        k = int(rng.integers(0, detections))
         src = boxes[rng.integers(0, max(n, 1), k)] if n else rng.uniform(0, 150, (k, 4))
         jitter = np.round(src + rng.normal(0, 4, (k, 4)))
         jitter[:, 2:] = np.maximum(jitter[:, 2:], jitter[:, :2] + 1)
