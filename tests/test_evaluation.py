@@ -250,6 +250,26 @@ def test_scoring_a_results_file_equals_scoring_in_memory(tmp_path):
     np.testing.assert_allclose(evaluate_voc(records, coco, 4)["ap"], evaluate_voc(records, dets, 4)["ap"], atol=1e-12)
 
 
+def test_a_submission_read_as_one_array_equals_it_read_line_by_line(tmp_path, monkeypatch):
+    from detector.evaluation import read_ilsvrc_results, results, write_ilsvrc_results
+
+    records, dets = scene()
+    det_ids = [44, 11, 33, 22]  # not sorted: the array reader maps them through a sort
+    path = str(tmp_path / "sub.txt")
+    write_ilsvrc_results(path, records, dets, det_ids)
+    with open(path, "a") as f:
+        f.write("\n\n")  # blank lines are no lines
+    fast = read_ilsvrc_results(path, records, det_ids)
+    monkeypatch.setattr(results, "_numeric_lines", lambda *a: None)
+    slow = read_ilsvrc_results(path, records, det_ids)
+    assert sum(len(d.scores) for d in fast) == sum(len(d.scores) for d in dets) > 0
+    for a, b in zip(fast, slow):
+        assert a.boxes.tolist() == b.boxes.tolist() and a.scores.tolist() == b.scores.tolist()
+        assert a.labels.tolist() == b.labels.tolist() and a.boxes.dtype == b.boxes.dtype
+    (tmp_path / "empty.txt").write_text("")
+    assert all(len(d.scores) == 0 for d in read_ilsvrc_results(str(tmp_path / "empty.txt"), records, det_ids))
+
+
 @pytest.mark.parametrize("line,match", [
     ("100 11 0.5 1 2 30", r"sub.txt:2: expected 7 fields"),
     ("100 11 high 1 2 30 40", r"sub.txt:2: not numbers"),
@@ -257,6 +277,8 @@ def test_scoring_a_results_file_equals_scoring_in_memory(tmp_path):
     ("100 12 0.5 1 2 30 40", r"sub.txt:2: class id 12 is not one of the 4 classes"),
     ("100 11 nan 1 2 30 40", r"sub.txt:2: score or box is not a finite number"),
     ("100 11 0.5 30 2 1 40", r"sub.txt:2: box has xmax < xmin"),
+    ("100.5 11 0.5 1 2 30 40", r"sub.txt:2: not numbers"),
+    ("# a comment", r"sub.txt:2: expected 7 fields"),
 ])
 def test_bad_ilsvrc_results_lines_are_named(tmp_path, line, match):
     from detector.evaluation import ResultsError, read_ilsvrc_results
