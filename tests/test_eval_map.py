@@ -74,15 +74,21 @@ def test_a_results_file_scores_as_the_detections_in_memory(trained, tmp_path):
                                                                                    "model_final.pth"),
                       "--metric", "all", "--out", str(tmp_path / "a")]), str(tmp_path / "a"))
     mem = rep["results"]["model_0"]
+    coco_default = None
     for fmt in ("ilsvrc.txt", "coco.json", "voc"):  # voc: a folder of per-class files
         copy = shutil.copytree if fmt == "voc" else shutil.copy
         copy(tmp_path / "a" / "model_0" / fmt, tmp_path / f"sub_{fmt}")
         rep2 = report(run([EVAL, *common(root, work), "--detections", str(tmp_path / f"sub_{fmt}"), "--metric", "all",
                            "--out", str(tmp_path / fmt)]), str(tmp_path / fmt))
         got = rep2["results"][f"sub_{fmt.split('.')[0]}"]
+        coco_default = got["coco"] if fmt == "coco.json" else coco_default
         for m in ("ilsvrc", "voc07", "voc"):
             np.testing.assert_allclose(got[m]["map"], mem[m]["map"], atol=2e-6, err_msg=f"{fmt} {m}")
         np.testing.assert_allclose(got["coco"]["map"], mem["coco"]["map"], atol=2e-5)
+    # the COCO numbers from pycocotools itself: the default library's (hotcoco) to the digit
+    ref = report(run([EVAL, *common(root, work), "--detections", str(tmp_path / "sub_coco.json"), "--metric", "coco",
+                      "--coco-backend", "pycocotools", "--out", str(tmp_path / "ref")]), str(tmp_path / "ref"))
+    assert ref["results"]["sub_coco"]["coco"]["stats"] == pytest.approx(coco_default["stats"], abs=1e-12)
 
 
 def test_a_bad_results_file_is_one_line_naming_the_line(trained, tmp_path):

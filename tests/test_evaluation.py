@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import json
 import os
@@ -171,8 +172,19 @@ def test_ilsvrc_equals_a_literal_devkit_loop_on_random_scenes(seed, objects, det
     np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-12)
 
 
+def installed(backend: str):
+    """A backend as a test parameter, skipped where its library is not installed."""
+    module = {"faster-coco-eval": "faster_coco_eval"}.get(backend, backend)
+    return pytest.param(backend, marks=pytest.mark.skipif(importlib.util.find_spec(module) is None,
+                                                          reason=f"{backend} is not installed"))
+
+
+BACKENDS = [installed(b) for b in ("hotcoco", "faster-coco-eval", "pycocotools")]
+
+
 @pytest.mark.skipif(not os.path.isdir(SHARED), reason="../shared/data is not beside the checkout")
-def test_coco_metrics_equal_pycocotools_on_tiny_coco():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_coco_metrics_equal_pycocotools_on_tiny_coco(backend):
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -185,7 +197,7 @@ def test_coco_metrics_equal_pycocotools_on_tiny_coco():
         boxes = r.boxes[keep] + rng.normal(0, 3, (int(keep.sum()), 4)).astype(np.float32)
         boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 1)
         dets.append(ImageDetections(boxes, rng.random(len(boxes)).astype(np.float32), r.labels[keep]))
-    ours = evaluate_coco(ds.records, dets, ds.category_ids, ds.classes, coco_gt=ds.coco)
+    ours = evaluate_coco(ds.records, dets, ds.category_ids, ds.classes, coco_gt=ds.coco, backend=backend)
     results = [{"image_id": r.image_id, "category_id": ds.category_ids[int(lab) - 1],
                 "bbox": [round(float(v), 3) for v in (b[0], b[1], b[2] - b[0], b[3] - b[1])], "score": float(s)}
                for r, d in zip(ds.records, dets) for b, s, lab in zip(d.boxes, d.scores, d.labels)]
@@ -198,9 +210,49 @@ def test_coco_metrics_equal_pycocotools_on_tiny_coco():
     assert list(ours.values()) == pytest.approx(list(ev.stats), abs=1e-12)
     assert 0.3 < ours["AP"] < 1.0
     # built from our records instead (box areas, not mask areas): the same AP over all sizes
-    rebuilt = evaluate_coco(ds.records, dets, ds.category_ids, ds.classes)
+    rebuilt = evaluate_coco(ds.records, dets, ds.category_ids, ds.classes, backend=backend)
     for k in ("AP", "AP50", "AP75"):
         assert rebuilt[k] == pytest.approx(ours[k], abs=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_coco_metrics_equal_pycocotools_on_a_generated_set(backend):
+    """Objects of every COCO size, crowd regions (ignored objects), images without objects or
+    without detections, scores with ties: the twelve numbers as pycocotools gives them."""
+    rng = np.random.default_rng(3)
+    records, dets = [], []
+    for i in range(150):
+        n = int(rng.integers(0, 6))
+        xy = rng.uniform(0, 300, (n, 2))
+        boxes = np.round(np.concatenate([xy, xy + rng.uniform(4, 200, (n, 2))], 1)).astype(np.float32)
+        labels = rng.integers(1, 6, n)
+        r = gt(boxes, labels)
+        r.ignore = rng.random(n) < 0.1  # crowd regions
+        r.image_id = 700 + 3 * i
+        records.append(r)
+        k = int(rng.integers(0, 12)) if i % 10 else 0
+        src = rng.integers(0, max(n, 1), k)
+        b = (boxes[src] if n else rng.uniform(0, 300, (k, 4))) + rng.normal(0, 4, (k, 4))
+        b[:, 2:] = np.maximum(b[:, 2:], b[:, :2] + 1)
+        lab = np.where((rng.random(k) < 0.8) & (n > 0), labels[src] if n else 0, rng.integers(1, 6, k))
+        dets.append(det(b.astype(np.float32), rng.random(k).round(2), lab))
+    cats, names = [2, 4, 6, 8, 10], ["a", "b", "c", "d", "e"]
+    ours = evaluate_coco(records, dets, cats, names, backend=backend)
+    ref = evaluate_coco(records, dets, cats, names, backend="pycocotools")
+    assert list(ours.values()) == pytest.approx(list(ref.values()), abs=1e-6)
+    assert 0.1 < ref["AP"] < 0.9 and ref["AP_small"] > 0 and ref["AP_large"] > 0
+
+
+def test_an_unknown_or_missing_coco_backend_is_a_named_error(monkeypatch):
+    from core.config import ConfigError
+    from detector.evaluation import coco
+
+    with pytest.raises(ConfigError, match="choose one of auto, hotcoco"):
+        coco.coco_backend("cocoapi")
+    monkeypatch.setattr(coco.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ConfigError, match="hotcoco: not installed; pip install hotcoco"):
+        coco.coco_backend("hotcoco")
+    assert coco.coco_backend("auto") == "pycocotools"  # the fallback
 
 
 def test_misaligned_or_non_finite_detections_are_errors():

@@ -21,6 +21,7 @@ from core.config import load_config
 from detector.config import DetConfig
 from detector.ensemble import METHODS
 from detector.eval_map import METRICS, EvalRequest, run
+from detector.evaluation.coco import COCO_BACKENDS
 
 DEFAULT_CONFIG = "configs/ilsvrc_det.yaml"
 
@@ -47,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="draw the ensemble's (else the last model's) detections on the first N images")
     p.add_argument("--draw-score", type=float, default=EvalRequest.draw_score, metavar="S",
                    help="draw (and count as boxed) the detections scoring at least S (default %(default)s)")
+    p.add_argument("--coco-backend", choices=COCO_BACKENDS, default="auto",
+                   help="the library behind --metric coco (same numbers; auto: hotcoco, else pycocotools)")
     p.add_argument("--no-cache", action="store_true", help="run the models even where cached detections are valid")
     a = p.parse_intermixed_args(argv)  # options and key=value overrides in any order
     try:
@@ -61,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(DetConfig, config, overrides)
         run(cfg, EvalRequest(checkpoints=a.checkpoints, ensemble=a.ensemble, method=a.method, metrics=metrics,
                              detections=a.detections, out=a.out, batch_size=a.batch_size, cache=not a.no_cache,
-                             draw=a.draw, draw_score=a.draw_score, progress=cfg.progress))
+                             draw=a.draw, draw_score=a.draw_score, coco_backend=a.coco_backend,
+                             progress=cfg.progress))
         return 0
 
     return run_guarded("eval_map", body)

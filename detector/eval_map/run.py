@@ -34,6 +34,7 @@ class EvalRequest:
     fuse_iou: float = 0.55  # wbf/nms: boxes of one class overlapping this much are one object
     draw: int = 0  # draw the last result set's detections on this many images of the split
     draw_score: float = 0.3
+    coco_backend: str = "auto"  # the library behind the COCO metrics (detector.evaluation.coco)
     progress: bool = True
 
 
@@ -71,7 +72,7 @@ def run(cfg: DetConfig, req: EvalRequest) -> dict:
         sources = dict(zip(names, paths))
     if rank != 0:
         return {}
-    results = {s: {m: score(gt, d, m) for m in req.metrics} for s, d in dets.items()}
+    results = {s: {m: score(gt, d, m, req.coco_backend) for m in req.metrics} for s, d in dets.items()}
     report = write_outputs(out, gt, req, dets, results, seconds, sources)
     print_tables(gt, results, list(req.metrics), seconds)
     print(f"\nreport, results files and precision/recall plots: {out}")

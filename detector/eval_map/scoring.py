@@ -23,14 +23,16 @@ from .ground_truth import GroundTruth
 METRICS = ("ilsvrc", "voc07", "voc", "coco")
 
 
-def score(gt: GroundTruth, dets: list[ImageDetections], metric: str) -> dict:
-    """``{"map", "ap" [C], "npos" [C], "curves"}``; COCO gives ``{"map", "stats"}`` (its twelve numbers)."""
+def score(gt: GroundTruth, dets: list[ImageDetections], metric: str, coco_backend: str = "auto") -> dict:
+    """``{"map", "ap" [C], "npos" [C], "curves"}``; COCO gives ``{"map", "stats"}`` (its twelve numbers,
+    from ``coco_backend``: see :mod:`detector.evaluation.coco`)."""
     n = len(gt.classes)
     if metric == "ilsvrc":
         return evaluate_ilsvrc(gt.records, dets, n)
     if metric in ("voc07", "voc"):
         return evaluate_voc(gt.records, dets, n, use_07_metric=metric == "voc07")
-    stats = evaluate_coco(gt.records, dets, gt.result_ids, gt.class_names, coco_gt=gt.coco_gt)
+    stats = evaluate_coco(gt.records, dets, gt.result_ids, gt.class_names, coco_gt=gt.coco_gt,
+                          backend=coco_backend)
     return {"map": stats["AP"], "stats": stats}
 
 

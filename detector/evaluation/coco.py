@@ -1,12 +1,23 @@
-"""COCO metrics through pycocotools (AP at IoU .50:.05:.95, AP50, AP75, small/medium/large, AR),
-for COCO data (its own ground truth, areas and crowds included) or any records."""
+"""COCO metrics (AP at IoU .50:.05:.95, AP50, AP75, small/medium/large, AR), for COCO data (its own
+ground truth, areas and crowds included) or any records, through one of three libraries that give
+pycocotools' twelve numbers:
+
+- ``hotcoco`` (Rust, pycocotools' API): the default; 80-140x pycocotools here
+  (``tools/benchmark.py eval``, README "Benchmarks");
+- ``faster-coco-eval`` (C++): 5-9x, when installed;
+- ``pycocotools``: the reference, and the fallback where hotcoco is not installed.
+
+The tests hold each to pycocotools' numbers (``tests/test_evaluation.py``)."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 
 import numpy as np
+
+from core.config import ConfigError
 
 from ..box_ops import xyxy_to_xywh
 from ..data.coco import records_to_coco
@@ -26,25 +37,71 @@ def detections_to_coco(records: list, dets: list[ImageDetections], category_ids:
     return out
 
 
-def evaluate_coco(records: list, dets: list[ImageDetections], category_ids: list[int], names: list[str],
-                  coco_gt=None) -> dict:
-    """``coco_gt``: the data set's own ``pycocotools.coco.COCO`` (``COCODet.coco``) when there is one,
-    so that its areas and crowd regions are used as they are; else one is built from ``records``."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
+COCO_BACKENDS = ("auto", "hotcoco", "faster-coco-eval", "pycocotools")
+_MODULES = {"hotcoco": "hotcoco", "faster-coco-eval": "faster_coco_eval", "pycocotools": "pycocotools"}
 
+
+def coco_backend(name: str = "auto") -> str:
+    """The library ``name`` asks for, checked to be installed; ``auto``: hotcoco, else pycocotools."""
+    if name == "auto":
+        return "hotcoco" if importlib.util.find_spec("hotcoco") else "pycocotools"
+    if name not in _MODULES:
+        raise ConfigError(f"COCO metrics backend {name!r}: choose one of {', '.join(COCO_BACKENDS)}")
+    if importlib.util.find_spec(_MODULES[name]) is None:
+        raise ConfigError(f"COCO metrics backend {name}: not installed; pip install {name}, or use auto")
+    return name
+
+
+def _coco_classes(backend: str):
+    """``(COCO, COCOeval)`` of a backend."""
+    if backend == "hotcoco":
+        from hotcoco import COCO, COCOeval
+    elif backend == "faster-coco-eval":
+        from faster_coco_eval import COCO
+        from faster_coco_eval import COCOeval_faster as COCOeval
+    else:
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+    return COCO, COCOeval
+
+
+def _results_array(records: list, dets: list[ImageDetections], category_ids: list[int]) -> np.ndarray:
+    """[N, 7] (image_id, x, y, w, h, score, category_id), the boxes rounded as the results file's are."""
+    sizes = [len(d.scores) for d in dets]
+    if not sum(sizes):
+        return np.zeros((0, 7))
+    ids = np.repeat(np.array([r.image_id for r in records], np.float64), sizes)
+    boxes = np.round(xyxy_to_xywh(np.concatenate([d.boxes for d in dets]).astype(np.float64)), 3)
+    scores = np.concatenate([d.scores for d in dets]).astype(np.float64)
+    cats = np.asarray(category_ids, np.float64)[np.concatenate([d.labels for d in dets]).astype(np.int64) - 1]
+    return np.column_stack([ids, boxes, scores, cats])
+
+
+def evaluate_coco(records: list, dets: list[ImageDetections], category_ids: list[int], names: list[str],
+                  coco_gt=None, backend: str = "auto") -> dict:
+    """``coco_gt``: the data set's own ``pycocotools.coco.COCO`` (``COCODet.coco``) when there is one,
+    so that its areas and crowd regions are used as they are; else one is built from ``records``.
+    ``backend``: one of :data:`COCO_BACKENDS`."""
+    backend = coco_backend(backend)
+    COCO, COCOeval = _coco_classes(backend)
     check_aligned(records, dets)
     quiet = contextlib.redirect_stdout(io.StringIO())
     with quiet:
-        if coco_gt is None:
-            coco_gt = COCO()
-            coco_gt.dataset = records_to_coco(records, category_ids, names)
-            coco_gt.createIndex()
-        results = detections_to_coco(records, dets, category_ids)
-        if not results:
+        dataset = coco_gt.dataset if coco_gt is not None else records_to_coco(records, category_ids, names)
+        if backend == "pycocotools" and coco_gt is not None:
+            gt = coco_gt
+        elif backend == "hotcoco":
+            gt = COCO(dataset)
+        else:
+            gt = COCO()
+            gt.dataset = dataset
+            gt.createIndex()
+        if not any(len(d.scores) for d in dets):
             return {name: 0.0 for name in STAT_NAMES}
-        coco_dt = coco_gt.loadRes(results)
-        ev = COCOeval(coco_gt, coco_dt, "bbox")
+        # hotcoco reads the array as it is; the others turn it into the same dicts as a results file
+        results = (_results_array(records, dets, category_ids) if backend == "hotcoco"
+                   else detections_to_coco(records, dets, category_ids))
+        ev = COCOeval(gt, gt.loadRes(results), "bbox")
         ev.params.imgIds = [r.image_id for r in records]
         ev.evaluate()
         ev.accumulate()
