@@ -243,6 +243,18 @@ def test_coco_metrics_equal_pycocotools_on_a_generated_set(backend):
     assert 0.1 < ref["AP"] < 0.9 and ref["AP_small"] > 0 and ref["AP_large"] > 0
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_coco_library_is_given_the_same_box_numbers(backend):
+    """A float32 detection whose IoU with its object is 0.7 to within the rounding of its xywh to 3
+    decimals: computed in float32 or float64, the match at IoU 0.70 comes and goes. Every library
+    is given the boxes as float64 xywh rounded once (``coco_xywh``), so all agree."""
+    r = gt([[380, 310, 388, 345]], [1])
+    d = det(np.array([[379.2405, 313.4298, 387.03247, 343.58304]], np.float32), [0.5], [1])
+    ours = evaluate_coco([r], [d], [1], ["a"], backend=backend)
+    ref = evaluate_coco([r], [d], [1], ["a"], backend="pycocotools")
+    assert ours == pytest.approx(ref, abs=1e-12) and ref["AR_100"] == pytest.approx(0.5)  # matched at .5-.7
+
+
 def test_an_unknown_or_missing_coco_backend_is_a_named_error(monkeypatch):
     from core.config import ConfigError
     from detector.evaluation import coco

@@ -192,13 +192,16 @@ class COCODet:
                            *arrays, source=self.ann_file)
 
 
-def records_to_coco(records: list[ImageRecord], category_ids: list[int], names: list[str]) -> dict:
-    """Ground truth back to COCO JSON: labels to category ids, ignore to iscrowd, xyxy to xywh."""
+def records_to_coco(records: list[ImageRecord], category_ids: list[int], names: list[str],
+                    image_ids: list[int] | None = None) -> dict:
+    """Ground truth back to COCO JSON: labels to category ids, ignore to iscrowd, xyxy to xywh;
+    ``image_ids``: the ids to give the images (default: their own)."""
     images, anns = [], []
-    for r in records:
-        images.append({"id": r.image_id, "width": r.width, "height": r.height, "file_name": os.path.basename(r.path)})
+    for k, r in enumerate(records):
+        image_id = r.image_id if image_ids is None else image_ids[k]
+        images.append({"id": image_id, "width": r.width, "height": r.height, "file_name": os.path.basename(r.path)})
         for box, label, crowd in zip(xyxy_to_xywh(r.boxes).tolist(), r.labels.tolist(), r.ignore.tolist()):
-            anns.append({"id": len(anns) + 1, "image_id": r.image_id, "category_id": category_ids[label - 1],
+            anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": category_ids[label - 1],
                          "bbox": [round(v, 2) for v in box], "area": round(box[2] * box[3], 2), "iscrowd": int(crowd)})
     cats = [{"id": cid, "name": n} for cid, n in zip(category_ids, names)]
     return {"images": images, "annotations": anns, "categories": cats}

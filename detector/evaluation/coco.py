@@ -27,13 +27,22 @@ STAT_NAMES = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR_1",
               "AR_medium", "AR_large")
 
 
-def detections_to_coco(records: list, dets: list[ImageDetections], category_ids: list[int]) -> list[dict]:
-    """Detections as a COCO results list (``bbox`` xywh, ``category_id`` mapped back)."""
+def coco_xywh(boxes: np.ndarray) -> np.ndarray:
+    """[K, 4] xyxy -> [K, 4] float64 xywh to 3 decimals: the boxes of COCO results, as every
+    library is given them (a list of dicts or an array), so that each sees the same numbers."""
+    return np.round(xyxy_to_xywh(boxes).astype(np.float64), 3)
+
+
+def detections_to_coco(records: list, dets: list[ImageDetections], category_ids: list[int],
+                       image_ids: list[int] | None = None) -> list[dict]:
+    """Detections as a COCO results list (``bbox`` xywh, ``category_id`` mapped back; ``image_ids``:
+    the ids the images have in the ground truth, default their own)."""
     out = []
-    for r, d in zip(records, dets):
-        for box, score, label in zip(xyxy_to_xywh(d.boxes).tolist(), d.scores.tolist(), d.labels.tolist()):
-            out.append({"image_id": r.image_id, "category_id": category_ids[int(label) - 1],
-                        "bbox": [round(v, 3) for v in box], "score": float(score)})
+    for k, (r, d) in enumerate(zip(records, dets)):
+        image_id = r.image_id if image_ids is None else image_ids[k]
+        for box, score, label in zip(coco_xywh(d.boxes).tolist(), d.scores.tolist(), d.labels.tolist()):
+            out.append({"image_id": image_id, "category_id": category_ids[int(label) - 1],
+                        "bbox": box, "score": float(score)})
     return out
 
 
@@ -65,13 +74,13 @@ def _coco_classes(backend: str):
     return COCO, COCOeval
 
 
-def _results_array(records: list, dets: list[ImageDetections], category_ids: list[int]) -> np.ndarray:
-    """[N, 7] (image_id, x, y, w, h, score, category_id), the boxes rounded as the results file's are."""
+def _results_array(dets: list[ImageDetections], category_ids: list[int], image_ids: list[int]) -> np.ndarray:
+    """[N, 7] (image_id, x, y, w, h, score, category_id), the boxes as :func:`coco_xywh` gives them."""
     sizes = [len(d.scores) for d in dets]
     if not sum(sizes):
         return np.zeros((0, 7))
-    ids = np.repeat(np.array([r.image_id for r in records], np.float64), sizes)
-    boxes = np.round(xyxy_to_xywh(np.concatenate([d.boxes for d in dets]).astype(np.float64)), 3)
+    ids = np.repeat(np.array(image_ids, np.float64), sizes)
+    boxes = coco_xywh(np.concatenate([d.boxes for d in dets]))
     scores = np.concatenate([d.scores for d in dets]).astype(np.float64)
     cats = np.asarray(category_ids, np.float64)[np.concatenate([d.labels for d in dets]).astype(np.int64) - 1]
     return np.column_stack([ids, boxes, scores, cats])
@@ -87,7 +96,10 @@ def evaluate_coco(records: list, dets: list[ImageDetections], category_ids: list
     check_aligned(records, dets)
     quiet = contextlib.redirect_stdout(io.StringIO())
     with quiet:
-        dataset = coco_gt.dataset if coco_gt is not None else records_to_coco(records, category_ids, names)
+        # the data set's own ids; else 1..N (ILSVRC and VOC name their images, and hotcoco and
+        # faster-coco-eval take integer ids only)
+        ids = [r.image_id for r in records] if coco_gt is not None else list(range(1, len(records) + 1))
+        dataset = coco_gt.dataset if coco_gt is not None else records_to_coco(records, category_ids, names, ids)
         if backend == "pycocotools" and coco_gt is not None:
             gt = coco_gt
         elif backend == "hotcoco":
@@ -99,10 +111,10 @@ def evaluate_coco(records: list, dets: list[ImageDetections], category_ids: list
         if not any(len(d.scores) for d in dets):
             return {name: 0.0 for name in STAT_NAMES}
         # hotcoco reads the array as it is; the others turn it into the same dicts as a results file
-        results = (_results_array(records, dets, category_ids) if backend == "hotcoco"
-                   else detections_to_coco(records, dets, category_ids))
+        results = (_results_array(dets, category_ids, ids) if backend == "hotcoco"
+                   else detections_to_coco(records, dets, category_ids, ids))
         ev = COCOeval(gt, gt.loadRes(results), "bbox")
-        ev.params.imgIds = [r.image_id for r in records]
+        ev.params.imgIds = ids
         ev.evaluate()
         ev.accumulate()
         ev.summarize()

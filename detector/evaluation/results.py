@@ -25,8 +25,9 @@ import numpy as np
 from core.atomic import write_text_atomic
 from core.errors import DataError
 
-from ..box_ops import inclusive_to_xyxy, xywh_to_xyxy, xyxy_to_inclusive, xyxy_to_xywh
+from ..box_ops import inclusive_to_xyxy, xywh_to_xyxy, xyxy_to_inclusive
 from .ap import ImageDetections
+from .coco import coco_xywh
 
 
 class ResultsError(DataError):
@@ -139,9 +140,9 @@ def _collect_arrays(n_images: int, position: np.ndarray, label: np.ndarray, scor
 def write_coco_results(path: str, records: list, dets: list[ImageDetections], category_ids: list[int]) -> None:
     out = []
     for r, d in zip(records, dets):
-        for box, score, label in zip(xyxy_to_xywh(d.boxes).tolist(), d.scores, d.labels.tolist()):
+        for box, score, label in zip(coco_xywh(d.boxes).tolist(), d.scores, d.labels.tolist()):
             out.append({"image_id": r.image_id, "category_id": category_ids[int(label) - 1],
-                        "bbox": [round(v, 3) for v in box], "score": float(score_text(score))})
+                        "bbox": box, "score": float(score_text(score))})
     write_text_atomic(path, json.dumps(out))
 
 
