@@ -14,6 +14,7 @@ from ..proposals.store import RecordProposals, aligned, load_proposals
 from .coco import COCODet
 from .dataset import DetectionDataset
 from .ilsvrc import BLACKLIST_NAME, MAP_DET, ILSVRCDet
+from .index_cache import default_cache_dir
 from .toy import make_toy_ilsvrc
 from .transforms import DetTransform
 from .voc import VOCDet
@@ -47,6 +48,10 @@ class DetDataConfig:
     # standing for the split's name (e.g. work_dirs/proposals/ss_{split}.npz)
     proposals: str | None = None
     max_proposals: int = 2000  # the best this many of each image's external proposals
+    # ilsvrc: each split's parsed index kept on disk and read back while none of its files changed
+    # (detector/data/index_cache.py); auto: $GOOGLENET_DET_CACHE, else ~/.cache/googlenet-det/index;
+    # none: parse the XML every time; else a folder
+    index_cache: str = "auto"
 
 
 def devkit_dirs(cfg: DetDataConfig) -> list[str]:
@@ -81,7 +86,9 @@ def _index(cfg: DetDataConfig, split: str, seed: int):
     root = cfg.root
     if cfg.format == "ilsvrc":
         synsets, blacklist = ilsvrc_files(cfg, split)
-        return ILSVRCDet(root, split, synsets=synsets, negatives=cfg.negatives, blacklist=blacklist, seed=seed)
+        cache = {"auto": default_cache_dir(), "none": None}.get(cfg.index_cache.lower(), cfg.index_cache)
+        return ILSVRCDet(root, split, synsets=synsets, negatives=cfg.negatives, blacklist=blacklist, seed=seed,
+                         cache=cache)
     if cfg.format == "voc":
         return VOCDet(root, split)
     return COCODet(os.path.join(root, cfg.coco_annotations.format(split=split)),

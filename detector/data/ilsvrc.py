@@ -21,6 +21,7 @@ from core.data import read_synsets
 from core.errors import DataError
 
 from ..box_ops import clip_xyxy, inclusive_to_xyxy
+from .index_cache import cache_path, load_index, save_index, signature
 from .sample import CROSSING_ACTION, CROSSING_KIND, DataReport, ImageRecord, empty_boxes
 
 MAP_DET = os.path.join(os.path.dirname(__file__), "map_det.txt")
@@ -181,7 +182,7 @@ class ILSVRCDet:
     ``val`` annotations; the blacklist marks (image, class) pairs as ignored."""
 
     def __init__(self, root: str, split: str = "train", synsets: str = MAP_DET, negatives: float = 0.0,
-                 blacklist: str | None = None, seed: int = 0) -> None:
+                 blacklist: str | None = None, seed: int = 0, cache: str | None = None) -> None:
         self.root, self.split = root, split
         table = read_synsets(synsets)
         self.classes = [w for w, _, _ in sorted(table, key=lambda t: t[1])]
@@ -196,8 +197,10 @@ class ILSVRCDet:
         if split == "train":
             entries = self._train_entries(sets, negatives, seed)
             ann_split = "train"
+            lists = [os.path.join(sets, f"train_{k}.txt") for k in range(1, len(self.classes) + 1)]
         else:
             listing = os.path.join(sets, f"{split}.txt")
+            lists = [listing]
             if split in ("val1", "val2") and not os.path.isfile(listing):
                 raise DataError(f"{listing}: no such image list; make val1/val2 once with: "
                                 f"python tools/make_val_split.py {root}")
@@ -206,12 +209,22 @@ class ILSVRCDet:
             ann_split = "val" if split.startswith("val") else split
         self.blacklist = read_blacklist(blacklist, self.class_index) if blacklist and split != "train" else {}
         data_split = "val" if split.startswith("val") else split
+        files = [(os.path.join(root, "Annotations", "DET", ann_split, image_id + ".xml"),
+                  os.path.join(root, "Data", "DET", data_split, image_id + ".JPEG")) for image_id, _ in entries]
+        if cache:  # the parsed split, unless a file it was read from changed (index_cache)
+            path = cache_path(cache, root, split, synsets, blacklist, negatives, seed if split == "train" else 0)
+            sig = signature([*lists, synsets, *([blacklist] if blacklist else [])], files)
+            found = load_index(path, sig)
+            if found is not None:
+                self.records, self.report = found
+                return
         self.records = []
-        for image_id, index in entries:
-            rec = self._record(image_id, index, os.path.join(root, "Data", "DET", data_split, image_id + ".JPEG"),
-                               os.path.join(root, "Annotations", "DET", ann_split, image_id + ".xml"))
+        for (image_id, index), (xml_path, image_path) in zip(entries, files):
+            rec = self._record(image_id, index, image_path, xml_path)
             if rec is not None:
                 self.records.append(rec)
+        if cache:
+            save_index(path, sig, self.records, self.report)
 
     def _train_entries(self, sets: str, negatives: float, seed: int) -> list[tuple[str, int]]:
         positive: dict[str, None] = {}
