@@ -11,9 +11,7 @@ import tempfile
 from collections.abc import Callable
 from typing import IO, Any
 
-import cv2
 import numpy as np
-import torch
 
 from .errors import UserError
 
@@ -55,6 +53,8 @@ def disk_full(error: BaseException, folder: str) -> bool:
 
 def save_atomic(obj: Any, path: str) -> None:
     """``torch.save(obj)`` to ``path`` (checkpoints, exports)."""
+    import torch  # here, not above: scoring a results file (eval_map --detections) needs no torch
+
     write_atomic(path, "wb", lambda f: torch.save(obj, f))
 
 
@@ -73,6 +73,8 @@ def write_bytes_atomic(path: str, data: bytes) -> None:
 
 def write_png_atomic(path: str, image_bgr: np.ndarray) -> None:
     """An OpenCV (BGR) image as PNG."""
+    import cv2
+
     ok, encoded = cv2.imencode(".png", image_bgr)
     if not ok:
         raise ValueError(f"{path}: OpenCV could not encode a {image_bgr.shape} image as PNG")

@@ -7,7 +7,6 @@ import sys
 from collections.abc import Callable
 
 from .errors import NonFiniteLoss, UserError
-from .runtime import shutdown_distributed
 
 # Exit codes of every tool.
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NON_FINITE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -34,7 +33,10 @@ def run_guarded(name: str, body: Callable[[], int]) -> int:
         print(f"{name}: interrupted; run the same command again (resume=auto) to continue", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
-        shutdown_distributed()
+        if "torch.distributed" in sys.modules:  # a tool that never loaded torch has nothing to shut down
+            from .runtime import shutdown_distributed
+
+            shutdown_distributed()
 
 
 def config_and_overrides(args: list[str], default: str) -> tuple[str, list[str]]:

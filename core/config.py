@@ -27,6 +27,11 @@ class ConfigError(UserError, ValueError):
     """A config that cannot be used; the message names the file and the key."""
 
 
+# What ``amp`` may say in a config (``core.runtime.amp_dtype`` reads it); YAML reads a bare
+# ``off``/``true`` as a boolean, so ``False`` means off and ``True`` means auto.
+Amp = Literal["auto", "bf16", "fp16", "off"]
+
+
 def _type_name(tp: Any) -> str:
     if get_origin(tp) is Literal:
         return " | ".join(repr(a) for a in get_args(tp))

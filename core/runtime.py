@@ -110,10 +110,6 @@ def shutdown_distributed() -> None:
         dist.destroy_process_group()
 
 
-# What ``amp`` may say in a config; YAML reads a bare ``off``/``true`` as a boolean, so ``False``
-# means off and ``True`` means auto.
-Amp = Literal["auto", "bf16", "fp16", "off"]
-
 
 def amp_dtype(device: torch.device, mode: str | bool) -> torch.dtype | None:
     """The autocast dtype ``mode`` asks for on ``device`` (None: plain fp32).

@@ -1,5 +1,8 @@
 """The detection config (``DetConfig``: the run, ``data``, ``model``, ``optim``), where a member's
-files go, and the one place the config becomes a detector."""
+files go, and the one place the config becomes a detector.
+
+The config itself needs no torch: the builders import the model and torch when called, so that
+scoring a results file (``eval_map.py --detections``) reads its config without loading them."""
 
 from __future__ import annotations
 
@@ -7,16 +10,17 @@ import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
-from torch import nn
-
-from core.runtime import Amp
+from core.config import Amp
 
 from .data.build import DetDataConfig
-from .engine import lr_at
-from .model import GoogLeNetFasterRCNN, googlenet_faster_rcnn
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from .model import GoogLeNetFasterRCNN
 
 
 @dataclass
@@ -113,6 +117,8 @@ def build_model(m: DetModelConfig, num_classes: int, layout: dict | None = None)
     ``m.weights`` (or from scratch), layers before ``m.trainable_from`` frozen. With ``layout`` (a
     ``model_final.pth``'s ``backbone_layout``), for loading trained weights into: the same network,
     nothing read from disk, nothing frozen."""
+    from .model import googlenet_faster_rcnn
+
     backbone = ({"weights": m.weights, "variant": m.variant, "norm": m.norm, "trainable_from": m.trainable_from}
                 if layout is None else
                 {"weights": None, "variant": layout["variant"], "norm": layout["norm"],
@@ -130,6 +136,8 @@ def build_model(m: DetModelConfig, num_classes: int, layout: dict | None = None)
 
 def build_optimizer(model: nn.Module, o: DetOptimConfig, lr: float) -> torch.optim.Optimizer:
     """SGD or AdamW over the trainable parameters (the frozen stem and BatchNorm are left out)."""
+    import torch
+
     params = [p for p in model.parameters() if p.requires_grad]
     if o.name == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=o.weight_decay)
@@ -138,5 +146,7 @@ def build_optimizer(model: nn.Module, o: DetOptimConfig, lr: float) -> torch.opt
 
 def build_schedule(o: DetOptimConfig, base_lr: float, steps_per_epoch: int) -> Callable[[int], float]:
     """The learning rate at each global step: warm-up, then x ``gamma`` at each milestone epoch."""
+    from .engine import lr_at
+
     return functools.partial(lr_at, steps_per_epoch=steps_per_epoch, base_lr=base_lr, milestones=o.milestones,
                              gamma=o.gamma, warmup_iters=o.warmup_iters, warmup_factor=o.warmup_factor)

@@ -33,8 +33,7 @@ from torchvision.ops import boxes as box_ops
 from .evaluation import ImageDetections
 from .model import GoogLeNetFasterRCNN
 
-Method = Literal["shared", "nms", "wbf"]
-METHODS = ("shared", "nms", "wbf")
+Method = Literal["shared", "nms", "wbf"]  # eval_map's METHODS, the same three
 
 
 def check_compatible(models: list[GoogLeNetFasterRCNN]) -> None:

@@ -217,6 +217,15 @@ def test_bf16_autocast_on_the_cpu_detects_what_fp32_detects(trained, tmp_path):
     assert close >= 0.9 * len(best), (close, len(best))
 
 
+def test_the_command_line_offers_the_methods_the_ensemble_has():
+    from typing import get_args
+
+    from detector.ensemble import Method
+    from detector.eval_map import METHODS
+
+    assert get_args(Method) == METHODS
+
+
 def test_fuse_nms_keeps_the_best_of_overlapping_boxes():
     from detector.ensemble import fuse_detections
     from detector.evaluation import ImageDetections

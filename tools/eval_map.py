@@ -19,8 +19,7 @@ import argparse
 from core.cli import config_and_overrides, run_guarded
 from core.config import load_config
 from detector.config import DetConfig
-from detector.ensemble import METHODS
-from detector.eval_map import METRICS, EvalRequest, run
+from detector.eval_map import METHODS, METRICS, EvalRequest, run
 from detector.evaluation.coco import COCO_BACKENDS
 
 DEFAULT_CONFIG = "configs/ilsvrc_det.yaml"

@@ -10,8 +10,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from core.config import ConfigError
-from core.runtime import Amp
+from core.config import Amp, ConfigError
 
 from ..aux import GoogLeNetWithAux
 from ..googlenet import googlenet

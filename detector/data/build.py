@@ -12,11 +12,9 @@ from core.errors import DataError
 
 from ..proposals.store import RecordProposals, aligned, load_proposals
 from .coco import COCODet
-from .dataset import DetectionDataset
 from .ilsvrc import BLACKLIST_NAME, MAP_DET, ILSVRCDet
 from .index_cache import default_cache_dir
 from .toy import make_toy_ilsvrc
-from .transforms import DetTransform
 from .voc import VOCDet
 
 # the devkit's name, and the miniature's own (make_toy_ilsvrc)
@@ -115,11 +113,10 @@ def _record_proposals(cfg: DetDataConfig, parts: list[tuple[str, list]]) -> Reco
     return RecordProposals(sources, where, cfg.max_proposals)
 
 
-def build_detection_data(cfg: DetDataConfig, train: bool, seed: int = 0, with_proposals: bool = False):
-    """``(dataset, index)``: the training split (plus ``extra_train_splits``) with training transforms,
-    or the validation split with the fixed test scale. ``index`` has ``classes``, ``class_names``
-    and the parse ``report``. ``with_proposals``: each sample carries its external proposals
-    (``data.proposals``)."""
+def build_detection_index(cfg: DetDataConfig, train: bool, seed: int = 0):
+    """``(index, parts)``: the training split (plus ``extra_train_splits``, their records appended)
+    or the validation split, read without decoding; ``parts``: ``(split, records)`` of each.
+    ``index`` has ``records``, ``classes``, ``class_names`` and the parse ``report``."""
     if cfg.toy and cfg.format == "ilsvrc":
         make_toy_ilsvrc(cfg.root, seed=0)
     if not os.path.isdir(cfg.root):
@@ -133,6 +130,17 @@ def build_detection_data(cfg: DetDataConfig, train: bool, seed: int = 0, with_pr
         parts.append((extra, list(more.records)))
         index.records += more.records
         index.report.merge(more.report)
+    return index, parts
+
+
+def build_detection_data(cfg: DetDataConfig, train: bool, seed: int = 0, with_proposals: bool = False):
+    """``(dataset, index)``: the training split (plus ``extra_train_splits``) with training transforms,
+    or the validation split with the fixed test scale (:func:`build_detection_index`).
+    ``with_proposals``: each sample carries its external proposals (``data.proposals``)."""
+    from .dataset import DetectionDataset
+    from .transforms import DetTransform
+
+    index, parts = build_detection_index(cfg, train, seed)
     proposals = _record_proposals(cfg, parts) if with_proposals else None
     transform = (DetTransform(tuple(cfg.scales), cfg.max_size, train=True, flip=cfg.flip, photometric=cfg.photometric)
                  if train else DetTransform((cfg.test_scale,), cfg.max_size, train=False))

@@ -11,7 +11,7 @@ processes), ``cache`` (detections on disk), ``scoring`` (the protocols, results 
 ``report`` (tables, plots, drawn detections) and ``run`` (the order of it all).
 """
 
-from .run import EvalRequest, run
+from .run import METHODS, EvalRequest, run
 from .scoring import METRICS
 
-__all__ = ["METRICS", "EvalRequest", "run"]
+__all__ = ["METHODS", "METRICS", "EvalRequest", "run"]

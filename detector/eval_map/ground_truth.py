@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from core.errors import DataError
 
 from ..config import DetConfig
-from ..data.build import build_detection_data
+from ..data.build import build_detection_data, build_detection_index
 from ..data.sample import DataReport, ImageRecord
 
 
@@ -25,10 +25,14 @@ class GroundTruth:
     report: DataReport  # what reading the annotations skipped or fixed
 
 
-def ground_truth(cfg: DetConfig, with_proposals: bool = False) -> GroundTruth:
+def ground_truth(cfg: DetConfig, with_proposals: bool = False, with_dataset: bool = True) -> GroundTruth:
     """The split ``cfg.data.val_split``; ``with_proposals``: its samples carry the external
-    proposals (``data.proposals``) that the members score."""
-    ds, index = build_detection_data(cfg.data, train=False, seed=cfg.seed, with_proposals=with_proposals)
+    proposals (``data.proposals``) that the members score; without ``with_dataset`` (scoring a
+    results file) only the records, and ``dataset`` is None."""
+    if with_dataset:
+        ds, index = build_detection_data(cfg.data, train=False, seed=cfg.seed, with_proposals=with_proposals)
+    else:
+        ds, (index, _) = None, build_detection_index(cfg.data, train=False, seed=cfg.seed)
     if not index.records:
         raise DataError(f"{cfg.data.root}: split {cfg.data.val_split} has no images to score")
     for pos, r in enumerate(index.records):  # ILSVRC lines need an image index; VOC/COCO: the position

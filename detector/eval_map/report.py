@@ -64,27 +64,26 @@ def jsonable(result: dict) -> dict:
 
 
 def plot_pr(path: str, title: str, result: dict, names: list[str]) -> None:
-    """Each class's precision/recall curve, with its AP in the legend (up to 20 classes)."""
-    import matplotlib
+    """Each class's precision/recall curve, with its AP in the legend (up to 20 classes; more are
+    drawn as one collection, 200 classes in a fraction of the time of a line each)."""
+    from matplotlib.collections import LineCollection
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global figure list
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 5))
+    fig = Figure(figsize=(6, 5))
+    ax = fig.subplots()
     aps = result["ap"]
-    for c, curve in enumerate(result.get("curves", [])):
-        if curve is None or aps[c] != aps[c]:
-            continue
-        precision, recall = curve
-        ax.plot(recall, precision, lw=0.8, alpha=0.6,
-                label=f"{names[c]} {100 * aps[c]:.1f}" if len(names) <= 20 else None)
+    shown = [(c, curve) for c, curve in enumerate(result.get("curves", [])) if curve is not None and aps[c] == aps[c]]
+    if len(names) <= 20:
+        for c, (precision, recall) in shown:
+            ax.plot(recall, precision, lw=0.8, alpha=0.6, label=f"{names[c]} {100 * aps[c]:.1f}")
+        ax.legend(fontsize=7, loc="lower left")
+    else:
+        ax.add_collection(LineCollection([np.column_stack([r, p]) for _, (p, r) in shown], linewidths=0.8,
+                                         alpha=0.6, colors=[f"C{c % 10}" for c, _ in shown]))
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02),
            title=f"{title}: mAP {100 * result['map']:.2f}")
-    if len(names) <= 20:
-        ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     save_figure_atomic(fig, path)
-    plt.close(fig)
 
 
 DRAW_SIZE = 400  # px: the shorter side that drawn images are enlarged towards

@@ -1,5 +1,9 @@
 """``run(cfg, request)``: which result sets to score, their detections, the scores, the report and
-the tables (``tools/eval_map.py`` parses the command line and calls it)."""
+the tables (``tools/eval_map.py`` parses the command line and calls it).
+
+Scoring a results file (``--detections``) runs no model, so it loads neither torch nor the
+models: the modules that do (``inference``, ``final``, ``core.runtime``) are imported where the
+models are run."""
 
 from __future__ import annotations
 
@@ -7,18 +11,17 @@ import os
 from dataclasses import dataclass
 
 from core.atomic import write_json_atomic
-from core.checkpoint import CheckpointError
 from core.data_report import publish, report_path
 from core.records import log
-from core.runtime import start
 
 from ..config import DetConfig
 from ..evaluation import ImageDetections
-from ..final import FINAL_NAME, found_members, member_checkpoints
 from .ground_truth import GroundTruth, ground_truth
-from .inference import Plan, detections
 from .report import boxed_objects, draw, jsonable, plot_pr, print_tables
 from .scoring import read_results, results_name, score, write_results
+
+# how an ensemble combines its members (detector.ensemble.Method: the same three)
+METHODS = ("shared", "nms", "wbf")
 
 
 @dataclass
@@ -40,6 +43,10 @@ class EvalRequest:
 
 def members(cfg: DetConfig, req: EvalRequest) -> tuple[list[str], list[str]]:
     """``(checkpoint paths, result-set names)`` of the models to score."""
+    from core.checkpoint import CheckpointError
+
+    from ..final import FINAL_NAME, found_members, member_checkpoints
+
     if req.ensemble and req.checkpoints and len(req.checkpoints) != req.ensemble:
         raise CheckpointError(f"--ensemble {req.ensemble} with {len(req.checkpoints)} --checkpoints: give as many")
     paths = req.checkpoints or (member_checkpoints(cfg.work_dir, cfg.name, req.ensemble) if req.ensemble
@@ -56,9 +63,15 @@ def members(cfg: DetConfig, req: EvalRequest) -> tuple[list[str], list[str]]:
 
 def run(cfg: DetConfig, req: EvalRequest) -> dict:
     """Score, print the tables, write the report; returns the report (rank 0; others return {})."""
-    device, rank, world = start(cfg.device)
+    if req.detections:  # no model: no device, and under torchrun the first process does it all
+        device, rank, world = None, int(os.environ.get("RANK", "0")), 1
+    else:
+        from core.runtime import start
+
+        device, rank, world = start(cfg.device)
     # members that score external proposals read them with the images (the config says which)
-    gt = ground_truth(cfg, with_proposals=cfg.model.proposals != "rpn" and not req.detections)
+    gt = ground_truth(cfg, with_proposals=cfg.model.proposals != "rpn" and not req.detections,
+                      with_dataset=not req.detections)
     out = req.out or os.path.join(cfg.work_dir, cfg.name, f"eval_{cfg.data.val_split}")
     if rank == 0:
         publish(gt.report, "reading the annotations", report_path(out, "read_val"), log)
@@ -66,6 +79,8 @@ def run(cfg: DetConfig, req: EvalRequest) -> dict:
         name = results_name(req.detections)
         dets, seconds, sources = {name: read_results(req.detections, gt)}, {}, {name: req.detections}
     else:
+        from .inference import Plan, detections
+
         paths, names = members(cfg, req)
         plan = Plan(paths, names, f"ensemble{len(paths)}_{req.method}" if req.ensemble else None)
         dets, seconds = detections(cfg, req, plan, gt, out, device, rank, world)
