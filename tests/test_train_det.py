@@ -106,11 +106,11 @@ def test_infer_draws_and_writes_detections(toy, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     import json
 
-    dets = json.load(open(tmp_path / "out" / "detections.json"))
-    assert len(dets) == 4 and "broken.jpg" in out.stderr
+    dets = json.load(open(tmp_path / "out" / "detections.json"))  # COCO results, image_id in input order
+    assert "4 image(s)" in out.stdout and "broken.jpg" in out.stderr
     assert len(list((tmp_path / "out").glob("*.png"))) == 4
-    first = next(iter(dets.values()))
-    assert first and {"box_xyxy", "score", "label", "name"} <= set(first[0])
+    assert dets and {"image_id", "category_id", "category_name", "bbox", "score", "file_name"} <= set(dets[0])
+    assert {d["image_id"] for d in dets} <= {1, 2, 3, 4} and all(d["score"] >= 0 for d in dets)
     missing = run([os.path.join(ROOT, "tools", "infer.py"), str(tmp_path / "nope.pth"), images, "--out", str(tmp_path)])
     assert missing.returncode == 2 and "nope.pth" in missing.stderr
 

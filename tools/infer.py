@@ -1,9 +1,15 @@
-"""Detect objects in images with a trained detector: PNGs with the detections drawn, and JSON.
+"""Detect objects with trained detectors: images, folders, globs, videos or a camera.
 
-    python tools/infer.py work_dirs/NAME/model_K/model_final.pth IMAGE_OR_FOLDER... --out DIR [--score 0.3]
+    python tools/infer.py MODEL_FINAL.PTH INPUT... --out DIR [--score 0.3]
+    python tools/infer.py m0.pth "photos/*.jpg" clip.mp4 --with m1.pth m2.pth --method shared --out DIR
+    python tools/infer.py m0.pth --webcam 0 --max-frames 300 --out DIR
 
-A member trained on external proposals (model.proposals external or both) gets Selective Search's
-boxes for each image (the entry's fast setting), as tools/make_proposals.py makes them by default.
+Images: <name>.png with the detections drawn, and detections.json for all of them (COCO results:
+image_id 1..N in input order, file_name, category_id = the label, category_name, bbox xywh in the
+image's pixels, score). A video: <name>_det.mp4 drawn and <name>.json (per frame: its detections);
+the camera: webcam_<N>_det.mp4 and webcam_<N>.json. ``--with`` adds ensemble members (combined by
+``--method``, as eval_map.py combines them). Members trained on external proposals get Selective
+Search's boxes for each image (the entry's fast setting).
 """
 
 from __future__ import annotations
@@ -12,71 +18,79 @@ import argparse
 import os
 import sys
 
-import numpy as np
-import torch
-
 from core.atomic import write_json_atomic, write_png_atomic
 from core.cli import run_guarded
-from core.data import image_paths, read_image
 from core.errors import BadImageError
-from core.runtime import select_device
-from detector.data.dataset import to_tensor
-from detector.data.transforms import resize_image
-from detector.final import load_final
-from detector.proposals.selective_search import SelectiveSearch
-from detector.visualize import draw_boxes
+from core.progress import progress_bar
+from detector.api import Detector, expand_inputs
+from detector.media import VideoOutput, frames, is_video, open_capture
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="model_final.pth from tools/train_det.py")
-    p.add_argument("inputs", nargs="+", help="images or folders of images")
-    p.add_argument("--out", required=True, help="folder for <name>.png and detections.json")
+    p.add_argument("inputs", nargs="*", help="images, folders, globs (quoted) and videos")
+    p.add_argument("--with", dest="more", nargs="+", default=[], metavar="PTH", help="more ensemble members")
+    p.add_argument("--method", choices=("shared", "nms", "wbf"), default="shared")
+    p.add_argument("--webcam", type=int, metavar="N", help="read camera N instead of (or after) the inputs")
+    p.add_argument("--max-frames", type=int, help="stop a video or the camera after this many frames")
+    p.add_argument("--out", required=True, help="folder for the drawn images and videos and the JSON")
     p.add_argument("--score", type=float, default=0.3, help="draw and keep detections scoring at least this")
+    p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--device", default="auto")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     a = p.parse_args(argv)
-    return run_guarded("infer", lambda: infer(a.checkpoint, a.inputs, a.out, a.score, a.device))
+    if not a.inputs and a.webcam is None:
+        p.error("give images, folders, globs or videos, or --webcam N")
+    return run_guarded("infer", lambda: infer(a))
 
 
-def infer(checkpoint: str, inputs: list[str], out: str, min_score: float, device_choice: str) -> int:
-    model, state = load_final(checkpoint)
-    paths = image_paths(inputs)
-    device = select_device(device_choice)
-    model.to(device)
-    cfg, names = state["cfg"], state["class_names"]
-    results, skipped = {}, 0
-    for path in paths:
+def infer(a: argparse.Namespace) -> int:
+    det = Detector.ensemble([a.checkpoint, *a.more], device=a.device, method=a.method, min_score=a.score,
+                            batch_size=a.batch_size)
+    videos = [x for x in a.inputs if is_video(x)]
+    images = expand_inputs([x for x in a.inputs if not is_video(x)]) if len(videos) < len(a.inputs) else []
+    if images:
+        detect_images(det, images, a.out, a.progress)
+    for v in videos:
+        detect_video(det, v, os.path.splitext(os.path.basename(v))[0], a)
+    if a.webcam is not None:
+        detect_video(det, a.webcam, f"webcam_{a.webcam}", a)
+    return 0
+
+
+def detect_images(det: Detector, paths: list[str], out: str, progress: bool) -> None:
+    results, skipped = [], 0
+    for k, path in enumerate(progress_bar(paths, desc="detect", enabled=progress), 1):
         try:
-            img = read_image(path)  # EXIF orientation applied: the image as people see it
+            (d,) = det(path)
         except BadImageError as e:
             print(f"infer: skipped {e}", file=sys.stderr)
             skipped += 1
             continue
-        h, w = img.shape[:2]
-        resized = resize_image(img, cfg.data.test_scale, cfg.data.max_size)
-        scale = np.array([w / resized.shape[1], h / resized.shape[0]] * 2, np.float32)
-        with torch.inference_mode():
-            pred = model([to_tensor(resized).to(device)], proposals=regions(model, img, scale, cfg))[0]
-        keep = pred["scores"] >= min_score
-        boxes = pred["boxes"][keep].cpu().numpy() * scale
-        scores, labels = pred["scores"][keep].cpu().numpy(), pred["labels"][keep].cpu().numpy()
         stem = os.path.splitext(os.path.basename(path))[0]
-        write_png_atomic(os.path.join(out, stem + ".png"), draw_boxes(img, boxes, labels, names, scores=scores))
-        results[path] = [{"box_xyxy": [round(float(v), 1) for v in b], "score": round(float(sc), 4),
-                          "label": int(lab), "name": names[int(lab) - 1]} for b, sc, lab in zip(boxes, scores, labels)]
+        write_png_atomic(os.path.join(out, stem + ".png"), det.draw(path, d)[:, :, ::-1])
+        results += [{**r, "file_name": path} for r in d.to_coco(k)]
     write_json_atomic(os.path.join(out, "detections.json"), results)
-    print(f"infer: {len(results)} image(s) -> {out}/ (PNG per image, detections.json)"
-          + (f"; {skipped} unreadable skipped" if skipped else ""))
-    return 0
+    print(f"infer: {len(paths) - skipped} image(s), {len(results)} detections -> {out}/ (PNG per image, "
+          f"detections.json)" + (f"; {skipped} unreadable skipped" if skipped else ""))
 
 
-def regions(model, image: np.ndarray, scale: np.ndarray, cfg) -> list[torch.Tensor] | None:
-    """A member trained on external proposals gets Selective Search's (the entry's fast setting,
-    ``data.max_proposals`` of them) in the resized image's pixels; an RPN member makes its own."""
-    if model.proposal_source == "rpn":
-        return None
-    boxes = SelectiveSearch("fast")(image)[: cfg.data.max_proposals] / scale
-    return [torch.from_numpy(boxes).to(next(model.parameters()).device)]
+def detect_video(det: Detector, source: str | int, stem: str, a: argparse.Namespace) -> None:
+    cap, fps = open_capture(source)
+    per_frame = []
+    path = os.path.join(a.out, f"{stem}_det.mp4")
+    with VideoOutput(path, fps) as video:
+        try:
+            for k, rgb in enumerate(progress_bar(frames(cap, a.max_frames), desc=stem, enabled=a.progress)):
+                (d,) = det(rgb)
+                video.write(det.draw(rgb, d))
+                per_frame.append({"frame": k, "detections": d.to_coco(k + 1)})
+        except KeyboardInterrupt:  # the camera runs until stopped: keep what was seen
+            print(f"infer: stopped at frame {len(per_frame)}", file=sys.stderr)
+    write_json_atomic(os.path.join(a.out, f"{stem}.json"), per_frame)
+    print(f"infer: {stem}: {len(per_frame)} frame(s) -> {path}, {stem}.json")
 
 
 if __name__ == "__main__":
