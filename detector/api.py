@@ -32,6 +32,7 @@ from .data.transforms import resize_image
 from .ensemble import check_compatible, detect_shared, fuse_detections
 from .evaluation import ImageDetections
 from .final import load_final
+from .tta import merge_views, views
 from .visualize import draw_boxes
 
 Image = str | np.ndarray  # a path, or an RGB uint8 array [H, W, 3]
@@ -82,7 +83,8 @@ class Detector:
 
     def __init__(self, models: list[torch.nn.Module], class_names: list[str], test_scale: int, max_size: int,
                  device: torch.device, method: str = "shared", min_score: float = 0.0, fuse_iou: float = 0.55,
-                 batch_size: int = 4, max_proposals: int = 2000) -> None:
+                 batch_size: int = 4, max_proposals: int = 2000, tta: bool = False,
+                 tta_scales: Sequence[int] = ()) -> None:
         if not models:
             raise ValueError("a Detector needs at least one model")
         if method not in ("shared", "nms", "wbf"):
@@ -97,10 +99,13 @@ class Detector:
         self.fuse_iou = fuse_iou
         self.batch_size = batch_size
         self.max_proposals = max_proposals
+        self.tta = tta  # each image also mirrored and at tta_scales, merged (detector/tta.py)
+        self.tta_scales = list(tta_scales)
 
     @classmethod
     def from_checkpoint(cls, path: str, device: str = "auto", **kwargs) -> Detector:
-        """One trained member from its ``model_final.pth`` (``kwargs``: ``min_score``, ``batch_size``)."""
+        """One trained member from its ``model_final.pth`` (``kwargs``: ``min_score``, ``batch_size``,
+        ``tta``)."""
         return cls.ensemble([path], device=device, **kwargs)
 
     @classmethod
@@ -119,6 +124,7 @@ class Detector:
         except ValueError as e:
             raise DataError(f"{', '.join(paths)}: {e}") from None
         cfg = loaded[0][1]["cfg"]
+        kwargs.setdefault("tta_scales", cfg.data.tta_scales)
         return cls([m for m, _ in loaded], names, cfg.data.test_scale, cfg.data.max_size, select_device(device),
                    method=method, max_proposals=cfg.data.max_proposals, **kwargs)
 
@@ -141,6 +147,21 @@ class Detector:
         return out  # type: ignore[return-value]
 
     def _detect(self, originals: list[np.ndarray], resized: list[np.ndarray]) -> list[ImageDetections]:
+        """Detections in the original images' pixels for images of one resized shape; with ``tta``,
+        each image's merged over the views (mirrored ones mirrored back)."""
+        if not self.tta:
+            return self._plain(originals, resized)
+        out = []
+        for o in originals:
+            per_view = []
+            for scale, flip in views(self.test_scale, self.tta_scales):
+                img = np.ascontiguousarray(o[:, ::-1]) if flip else o
+                (d,) = self._plain([img], [resize_image(img, scale, self.max_size)])
+                per_view.append(_mirrored(d, o.shape[1]) if flip else d)
+            out.append(merge_views(per_view, o.shape[:2], self.fuse_iou))
+        return out
+
+    def _plain(self, originals: list[np.ndarray], resized: list[np.ndarray]) -> list[ImageDetections]:
         """Detections in the original images' pixels for images of one resized shape."""
         tensors = [to_tensor(r).to(self.device) for r in resized]
         scales = [np.array([o.shape[1] / r.shape[1], o.shape[0] / r.shape[0]] * 2, np.float32)
@@ -177,6 +198,13 @@ class Detector:
         """An RGB copy of ``image`` with ``dets`` drawn (boxes, class names, scores)."""
         rgb = read_image(image) if isinstance(image, str) else image
         return draw_boxes(rgb, dets.boxes, dets.labels, self.class_names, scores=dets.scores)[:, :, ::-1].copy()
+
+
+def _mirrored(d: ImageDetections, width: int) -> ImageDetections:
+    """Detections on a mirrored image, in the image's own pixels."""
+    b = d.boxes
+    return ImageDetections(np.stack([width - b[:, 2], b[:, 1], width - b[:, 0], b[:, 3]], 1).astype(np.float32),
+                           d.scores, d.labels)
 
 
 def _scaled(pred: dict, scale: np.ndarray) -> ImageDetections:

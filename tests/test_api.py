@@ -143,3 +143,33 @@ def test_a_camera_that_is_not_there_is_one_line(member, tmp_path):
     out = run([INFER, member, "--webcam", "9", "--out", str(tmp_path)])
     assert out.returncode == 2 and out.stderr.startswith("infer: camera 9 could not be opened")
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def symmetric(image: np.ndarray) -> np.ndarray:
+    half = image[:, :100]
+    return np.ascontiguousarray(np.concatenate([half, half[:, ::-1]], axis=1))
+
+
+def test_flip_tta_of_a_mirror_symmetric_image_gives_mirror_symmetric_boxes(member, image):
+    img = symmetric(image)
+    det = Detector.from_checkpoint(member, device="cpu", tta=True, tta_scales=[])
+    (d,) = det(img)
+    top = d.scores >= d.scores[min(9, len(d) - 1)]
+    mirrored = np.stack([200 - d.boxes[:, 2], d.boxes[:, 1], 200 - d.boxes[:, 0], d.boxes[:, 3]], 1)
+    for box, label, score in zip(d.boxes[top], d.labels[top], d.scores[top]):
+        partner = (np.abs(mirrored - box).max(1) < 0.5) & (d.labels == label) & (np.abs(d.scores - score) < 1e-4)
+        assert partner.any(), (box, label, score)
+    (plain,) = Detector.from_checkpoint(member, device="cpu")(img)
+    assert len(d) and not np.array_equal(d.boxes, plain.boxes)  # the views were merged, not passed through
+
+
+def test_flipped_runs_the_model_on_the_mirror_image(member, image):
+    from detector.final import load_final
+    from detector.tta import Flipped, flip_xyxy
+
+    model = load_final(member)[0]
+    img = torch.from_numpy(symmetric(image)).permute(2, 0, 1).float() / 255
+    with torch.inference_mode():
+        plain, flipped = model([img])[0], Flipped(model)([img])[0]
+    assert torch.equal(flipped["labels"], plain["labels"])
+    torch.testing.assert_close(flipped["boxes"], flip_xyxy(plain["boxes"], 200), atol=1e-3, rtol=0)

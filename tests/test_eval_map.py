@@ -217,6 +217,18 @@ def test_bf16_autocast_on_the_cpu_detects_what_fp32_detects(trained, tmp_path):
     assert close >= 0.9 * len(best), (close, len(best))
 
 
+def test_tta_scores_each_member_over_the_views_and_is_cached(trained, tmp_path):
+    root, work = trained
+    args = [EVAL, *common(root, work), "--tta", "data.tta_scales=[128]", "--metric", "all", "--out", str(tmp_path)]
+    rep = report(run(args), str(tmp_path))
+    assert set(rep["results"]) == {"model_0", "model_1", "model_0_tta", "model_1_tta"}
+    for k in (0, 1):
+        plain, tta = rep["results"][f"model_{k}"], rep["results"][f"model_{k}_tta"]
+        assert tta["ilsvrc"]["map"] >= plain["ilsvrc"]["map"] - 0.01  # never more than a point below plain
+    again = run(args)
+    assert again.returncode == 0 and again.stderr.count("cached detections") == 4
+
+
 def test_the_command_line_offers_the_methods_the_ensemble_has():
     from typing import get_args
 

@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="draw (and count as boxed) the detections scoring at least S (default %(default)s)")
     p.add_argument("--coco-backend", choices=COCO_BACKENDS, default="auto",
                    help="the library behind --metric coco (same numbers; auto: hotcoco, else pycocotools)")
+    p.add_argument("--tta", action="store_true",
+                   help="also score each member with test-time augmentation (flips, data.tta_scales): model_<k>_tta")
     p.add_argument("--no-cache", action="store_true", help="run the models even where cached detections are valid")
     a = p.parse_intermixed_args(argv)  # options and key=value overrides in any order
     try:
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(DetConfig, config, overrides)
         run(cfg, EvalRequest(checkpoints=a.checkpoints, ensemble=a.ensemble, method=a.method, metrics=metrics,
                              detections=a.detections, out=a.out, batch_size=a.batch_size, cache=not a.no_cache,
-                             draw=a.draw, draw_score=a.draw_score, coco_backend=a.coco_backend,
+                             draw=a.draw, draw_score=a.draw_score, coco_backend=a.coco_backend, tta=a.tta,
                              progress=cfg.progress))
         return 0
 

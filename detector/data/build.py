@@ -38,6 +38,9 @@ class DetDataConfig:
     coco_images: str = "{split}"  # coco: image folder relative to root
     scales: list[int] = field(default_factory=lambda: [480, 576, 688, 864])  # training: shorter side, one per image
     test_scale: int = 600
+    # test-time augmentation (eval_map.py --tta, Detector(tta=True)): these shorter sides besides
+    # test_scale, each image seen at each plain and mirrored (detector/tta.py)
+    tta_scales: list[int] = field(default_factory=list)
     max_size: int = 1000  # cap on the longer side
     flip: float = 0.5
     photometric: float = 0.2

@@ -4,6 +4,7 @@ ensemble), shared out among the processes under torchrun and gathered on rank 0.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -20,11 +21,13 @@ from core.records import log
 from core.runtime import amp_for, amp_name
 
 from ..config import DetConfig
+from ..data.build import build_detection_data
 from ..data.dataset import collate, images_to, shape_batches
 from ..engine import predict, proposals_of, to_original
 from ..ensemble import check_compatible, detect_shared, fuse_detections
 from ..evaluation import ImageDetections
 from ..final import load_final
+from ..tta import Flipped, merge_views, views
 from .cache import cache_key, load_detections, save_detections
 from .ground_truth import GroundTruth
 
@@ -131,10 +134,37 @@ def detections(cfg: DetConfig, req: EvalRequest, plan: Plan, gt: GroundTruth, ou
                                                (r.height, r.width), cfg.model.box_detections_per_img)
                                for i, r in enumerate(gt.records)]
         seconds[plan.ensemble] = time.perf_counter() - tic
+    if req.tta:  # each member again, over the test-time views
+        for name, path in zip(plan.names, plan.paths):
+            s, tta = f"{name}_tta", f"tta {views(cfg.data.test_scale, cfg.data.tta_scales)}"
+            keys[s] = cache_key(cfg, [path], tta, precision)
+            found = cached({s: keys[s]}, out, len(gt.records)) if req.cache else ({}, {})
+            if found[0]:
+                dets[s], seconds[s] = found[0][s], found[1][s]
+                continue
+            fresh.append(s)
+            tic = time.perf_counter()
+            dets[s] = predict_tta(member(path, cfg, device), cfg, req, gt, device, rank, world, autocast, progress)
+            seconds[s] = time.perf_counter() - tic
     if rank == 0:
         for s in fresh:
             save_detections(os.path.join(out, s, "detections.npz"), dets[s], keys[s], seconds[s])
     return {s: dets[s] for s in keys}, seconds
+
+
+def predict_tta(model, cfg: DetConfig, req: EvalRequest, gt: GroundTruth, device: torch.device, rank: int,
+                world: int, autocast, progress: bool) -> list[ImageDetections]:
+    """One member's detections merged over the views (:mod:`detector.tta`): a pass over the split
+    at each scale, plain and mirrored."""
+    per_view = []
+    for scale, flip in views(cfg.data.test_scale, cfg.data.tta_scales):
+        view = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, test_scale=scale))
+        ds, _ = build_detection_data(view.data, train=False, seed=cfg.seed, with_proposals=cfg.model.proposals != "rpn")
+        batches = loader(view, dataclasses.replace(gt, dataset=ds), req.batch_size, device, rank, world)
+        per_view.append(gather(predict(Flipped(model) if flip else model, batches, device, len(gt.records), autocast,
+                                       progress), world))
+    return [merge_views([v[i] for v in per_view], (r.height, r.width), req.fuse_iou, cfg.model.box_detections_per_img)
+            for i, r in enumerate(gt.records)]
 
 
 def cached(keys: dict[str, str], out: str, n_images: int) -> tuple[dict, dict]:

@@ -41,7 +41,7 @@ def paper_table(results: dict[str, dict], metrics: list[str], seconds: dict[str,
     cols = [m if m != "coco" else "coco AP" for m in metrics]
     head = f"{'model':<22} " + " ".join(f"{c:>10}" for c in cols) + f" {'infer s':>9}"
     lines = [head, "-" * len(head)]
-    singles = [s for s in results if not s.startswith("ensemble")]
+    singles = [s for s in results if not s.startswith("ensemble") and not s.endswith("_tta")]
     for s in results:
         t = seconds.get(s, float("nan"))
         lines.append(f"{s:<22} " + " ".join(f"{100 * results[s][m]['map']:>10.2f}" for m in metrics)

@@ -38,6 +38,7 @@ class EvalRequest:
     draw: int = 0  # draw the last result set's detections on this many images of the split
     draw_score: float = 0.3
     coco_backend: str = "auto"  # the library behind the COCO metrics (detector.evaluation.coco)
+    tta: bool = False  # each member also over the test-time views (result sets model_<k>_tta)
     progress: bool = True
 
 
