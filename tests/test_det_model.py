@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
+
 import pytest
 import torch
 from torch import nn
@@ -12,6 +15,8 @@ from detector.model import C4BoxHead, ClassOnlyPredictor, FPNBackbone, anchor_si
 
 SMALL = dict(rpn_pre_nms_top_n_train=200, rpn_post_nms_top_n_train=50, rpn_pre_nms_top_n_test=100,
              rpn_post_nms_top_n_test=20, box_batch_size_per_image=16)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def batch():
@@ -129,3 +134,25 @@ def test_the_optimiser_config_names_the_optimiser_over_the_trainable_parameters(
     assert {id(p) for p in opt.param_groups[0]["params"]} == {id(p) for p in net.parameters() if p.requires_grad}
     with pytest.raises(ConfigError, match="optim.name"):
         load_config_dict(DetConfig, {"optim": {"name": "adam"}}, "test")
+
+
+def test_detector_summary_counts_each_part_and_the_c4_region_head_is_inception_5():
+    """The C4 region head on a 7x7 region is inception 5a + 5b as Table 1 counts them at 224 px, plus
+    the classifier's two linear layers; the parts' parameters add up to the model's."""
+    from backbone.summary import layer_table
+    from core.config import load_config
+    from detector.config import DetConfig, build_model
+    from detector.summary import summarize, table
+
+    cfg = load_config(DetConfig, os.path.join(ROOT, "configs", "ilsvrc_det.yaml"),
+                      ["data.test_scale=224", "data.max_size=400", "model.rpn_post_nms_top_n_test=10"])
+    trunk, rpn, head, whole = summarize(cfg, 200)
+    rows = {r.name: r.macs for r in layer_table(googlenet(variant="paper", norm="lrn"), 224)}
+    predictor = 1024 * 201 + 1024 * 201 * 4
+    assert head.macs == 10 * (rows["inception5a"] + rows["inception5b"] + predictor)
+    assert trunk.params + rpn.params + head.params == whole.params == sum(
+        p.numel() for p in build_model(dataclasses.replace(cfg.model, weights=None), 200).parameters())
+    assert whole.macs == trunk.macs + rpn.macs + head.macs and trunk.note == "at 224x299"
+    cfg.model.rpn_post_nms_top_n_test = 20  # twice the regions, twice the head
+    assert summarize(cfg, 200)[2].macs == 2 * head.macs
+    assert "region head" in table([trunk, rpn, head, whole])
