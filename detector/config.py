@@ -104,7 +104,7 @@ class DetConfig:
 # Settings that change how a run goes, not what it trains: a finished member is the same member
 # whatever these were.
 RUNTIME_KEYS = frozenset({"progress", "device", "resume", "checkpoint_every_steps", "keep_checkpoints", "data.workers",
-                          "amp", "work_dir", "eval_every", "eval_metric"})
+                          "amp", "work_dir", "eval_every", "eval_metric", "data.index_cache", "data.tta_scales"})
 
 
 def member_dir(work_dir: str, name: str, k: int) -> str:
