@@ -148,7 +148,7 @@ class Detector:
 
     def _detect(self, originals: list[np.ndarray], resized: list[np.ndarray]) -> list[ImageDetections]:
         """Detections in the original images' pixels for images of one resized shape; with ``tta``,
-        each image's merged over the views (mirrored ones mirrored back)."""
+        each image's merged over the views (mirrored ones mirrored back), one image at a time."""
         if not self.tta:
             return self._plain(originals, resized)
         out = []

@@ -315,7 +315,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_old_file(tmp_path, monkeypatch):
     def no_space(obj, f):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(atomic.torch, "save", no_space)
+    monkeypatch.setattr(torch, "save", no_space)  # save_atomic imports torch when called
     with pytest.raises(atomic.OutputError, match="no space left on the device"):
         atomic.save_atomic({"a": 2}, path)
     assert run_guarded("tool", lambda: atomic.save_atomic({"a": 2}, path)) == EXIT_BAD_INPUT
@@ -325,7 +325,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_old_file(tmp_path, monkeypatch):
     def torn(obj, f):  # what torch.save raises when its zip container's write fails
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 24449600 vs 24449488")
 
-    monkeypatch.setattr(atomic.torch, "save", torn)
+    monkeypatch.setattr(torch, "save", torn)
     usage = shutil.disk_usage(str(tmp_path))
     monkeypatch.setattr(atomic.shutil, "disk_usage", lambda p: usage._replace(free=1 << 20))
     with pytest.raises(atomic.OutputError, match="1 MiB free"):

@@ -6,6 +6,8 @@
     python tools/eval_map.py CONFIG --detections results.txt       # ILSVRC lines or COCO .json, no model
     python tools/eval_map.py CONFIG --detections results/          # VOC's comp4_det_<split>_<class>.txt files
     torchrun --nproc_per_node N tools/eval_map.py CONFIG --ensemble 6
+    python tools/eval_map.py CONFIG --tta                           # each member also with test-time augmentation
+    python tools/eval_map.py CONFIG --metric coco --coco-backend pycocotools   # hotcoco by default
 
 CONFIG (default configs/ilsvrc_det.yaml) names the data (data.root, data.val_split, the test scale)
 and the work dir holding the members (work_dirs/<name>/model_<k>/model_final.pth). Detections are

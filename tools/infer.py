@@ -37,7 +37,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-frames", type=int, help="stop a video or the camera after this many frames")
     p.add_argument("--out", required=True, help="folder for the drawn images and videos and the JSON")
     p.add_argument("--score", type=float, default=0.3, help="draw and keep detections scoring at least this")
-    p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--device", default="auto")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     a = p.parse_args(argv)
@@ -47,8 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def infer(a: argparse.Namespace) -> int:
-    det = Detector.ensemble([a.checkpoint, *a.more], device=a.device, method=a.method, min_score=a.score,
-                            batch_size=a.batch_size)
+    det = Detector.ensemble([a.checkpoint, *a.more], device=a.device, method=a.method, min_score=a.score)
     videos = [x for x in a.inputs if is_video(x)]
     images = expand_inputs([x for x in a.inputs if not is_video(x)]) if len(videos) < len(a.inputs) else []
     if images:
