@@ -29,7 +29,9 @@ from core.runtime import select_device
 
 from .data.dataset import to_tensor
 from .data.transforms import resize_image
+from .engine import rescaled
 from .ensemble import check_compatible, detect_shared, fuse_detections
+from .eval_map import METHODS
 from .evaluation import ImageDetections
 from .final import load_final
 from .tta import merge_views, views
@@ -87,8 +89,8 @@ class Detector:
                  tta_scales: Sequence[int] = ()) -> None:
         if not models:
             raise ValueError("a Detector needs at least one model")
-        if method not in ("shared", "nms", "wbf"):
-            raise ValueError(f"method must be shared, nms or wbf, got {method!r}")
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
         check_compatible(models)
         self.models = [m.to(device).eval() for m in models]
         self.class_names = list(class_names)
@@ -164,20 +166,18 @@ class Detector:
     def _plain(self, originals: list[np.ndarray], resized: list[np.ndarray]) -> list[ImageDetections]:
         """Detections in the original images' pixels for images of one resized shape."""
         tensors = [to_tensor(r).to(self.device) for r in resized]
-        scales = [np.array([o.shape[1] / r.shape[1], o.shape[0] / r.shape[0]] * 2, np.float32)
-                  for o, r in zip(originals, resized)]
-        external = self._regions(originals, scales)
+        external = self._regions(originals, resized)
         if len(self.models) > 1 and self.method == "shared":
             preds = detect_shared(self.models, tensors, external=external)[0]
         elif len(self.models) == 1:
             preds = self.models[0](tensors, proposals=external)
         else:
             per = [m(tensors, proposals=external) for m in self.models]
-            return [fuse_detections([_scaled(p[j], scales[j]) for p in per], self.method, self.fuse_iou,
-                                    originals[j].shape[:2]) for j in range(len(originals))]
-        return [_scaled(p, s) for p, s in zip(preds, scales)]
+            return [fuse_detections([rescaled(p[j], o.shape[:2], r.shape[:2]) for p in per], self.method,
+                                    self.fuse_iou, o.shape[:2]) for j, (o, r) in enumerate(zip(originals, resized))]
+        return [rescaled(p, o.shape[:2], r.shape[:2]) for p, o, r in zip(preds, originals, resized)]
 
-    def _regions(self, originals: list[np.ndarray], scales: list[np.ndarray]) -> list[torch.Tensor] | None:
+    def _regions(self, originals: list[np.ndarray], resized: list[np.ndarray]) -> list[torch.Tensor] | None:
         """Selective Search's boxes (the entry's fast setting) for members trained on external
         proposals, in the resized images' pixels; None for RPN members."""
         if self.models[0].proposal_source == "rpn":
@@ -185,6 +185,8 @@ class Detector:
         from .proposals.selective_search import SelectiveSearch
 
         ss = SelectiveSearch("fast")
+        scales = [np.array([o.shape[1] / r.shape[1], o.shape[0] / r.shape[0]] * 2, np.float32)
+                  for o, r in zip(originals, resized)]
         return [torch.from_numpy(ss(o)[: self.max_proposals] / s).to(self.device) for o, s in zip(originals, scales)]
 
     def _result(self, d: ImageDetections, size: tuple[int, int], source: str) -> Detections:
@@ -206,8 +208,3 @@ def _mirrored(d: ImageDetections, width: int) -> ImageDetections:
     return ImageDetections(np.stack([width - b[:, 2], b[:, 1], width - b[:, 0], b[:, 3]], 1).astype(np.float32),
                            d.scores, d.labels)
 
-
-def _scaled(pred: dict, scale: np.ndarray) -> ImageDetections:
-    """A model's output on a resized image, in the original image's pixels."""
-    return ImageDetections(pred["boxes"].float().cpu().numpy() * scale, pred["scores"].float().cpu().numpy(),
-                           pred["labels"].cpu().numpy().astype(np.int64))

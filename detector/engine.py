@@ -101,7 +101,13 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
 
 def to_original(target: dict, pred: dict) -> ImageDetections:
     """A prediction on the resized image, in the original image's coordinates."""
-    (oh, ow), (h, w) = target["orig_size"], target["size"]
+    return rescaled(pred, target["orig_size"], target["size"])
+
+
+def rescaled(pred: dict, orig_size: tuple[int, int], size: tuple[int, int]) -> ImageDetections:
+    """A model's output on an image resized from ``orig_size`` to ``size`` (height, width), in the
+    original image's pixels."""
+    (oh, ow), (h, w) = orig_size, size
     scale = np.array([ow / w, oh / h, ow / w, oh / h], np.float32)
     return ImageDetections(pred["boxes"].float().cpu().numpy() * scale, pred["scores"].float().cpu().numpy(),
                            pred["labels"].cpu().numpy().astype(np.int64))

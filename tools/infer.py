@@ -20,9 +20,11 @@ import sys
 
 from core.atomic import write_json_atomic, write_png_atomic
 from core.cli import run_guarded
+from core.data import read_image
 from core.errors import BadImageError
 from core.progress import progress_bar
 from detector.api import Detector, expand_inputs
+from detector.eval_map import METHODS
 from detector.media import VideoOutput, frames, is_video, open_capture
 
 
@@ -32,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("checkpoint", help="model_final.pth from tools/train_det.py")
     p.add_argument("inputs", nargs="*", help="images, folders, globs (quoted) and videos")
     p.add_argument("--with", dest="more", nargs="+", default=[], metavar="PTH", help="more ensemble members")
-    p.add_argument("--method", choices=("shared", "nms", "wbf"), default="shared")
+    p.add_argument("--method", choices=METHODS, default="shared")
     p.add_argument("--webcam", type=int, metavar="N", help="read camera N instead of (or after) the inputs")
     p.add_argument("--max-frames", type=int, help="stop a video or the camera after this many frames")
     p.add_argument("--out", required=True, help="folder for the drawn images and videos and the JSON")
@@ -62,13 +64,14 @@ def detect_images(det: Detector, paths: list[str], out: str, progress: bool) -> 
     results, skipped = [], 0
     for k, path in enumerate(progress_bar(paths, desc="detect", enabled=progress), 1):
         try:
-            (d,) = det(path)
+            img = read_image(path)  # read once, for detecting and for drawing
         except BadImageError as e:
             print(f"infer: skipped {e}", file=sys.stderr)
             skipped += 1
             continue
+        (d,) = det(img)
         stem = os.path.splitext(os.path.basename(path))[0]
-        write_png_atomic(os.path.join(out, stem + ".png"), det.draw(path, d)[:, :, ::-1])
+        write_png_atomic(os.path.join(out, stem + ".png"), det.draw(img, d)[:, :, ::-1])
         results += [{**r, "file_name": path} for r in d.to_coco(k)]
     write_json_atomic(os.path.join(out, "detections.json"), results)
     print(f"infer: {len(paths) - skipped} image(s), {len(results)} detections -> {out}/ (PNG per image, "

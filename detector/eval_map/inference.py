@@ -21,8 +21,8 @@ from core.records import log
 from core.runtime import amp_for, amp_name
 
 from ..config import DetConfig
-from ..data.build import build_detection_data
-from ..data.dataset import collate, images_to, shape_batches
+from ..data.dataset import DetectionDataset, collate, images_to, shape_batches
+from ..data.transforms import DetTransform
 from ..engine import predict, proposals_of, to_original
 from ..ensemble import check_compatible, detect_shared, fuse_detections
 from ..evaluation import ImageDetections
@@ -159,7 +159,9 @@ def predict_tta(model, cfg: DetConfig, req: EvalRequest, gt: GroundTruth, device
     per_view = []
     for scale, flip in views(cfg.data.test_scale, cfg.data.tta_scales):
         view = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, test_scale=scale))
-        ds, _ = build_detection_data(view.data, train=False, seed=cfg.seed, with_proposals=cfg.model.proposals != "rpn")
+        # the split's records and proposals as read once, resized to this view's scale
+        ds = DetectionDataset(gt.records, DetTransform((scale,), cfg.data.max_size, train=False), seed=cfg.seed,
+                              proposals=gt.dataset.proposals)
         batches = loader(view, dataclasses.replace(gt, dataset=ds), req.batch_size, device, rank, world)
         per_view.append(gather(predict(Flipped(model) if flip else model, batches, device, len(gt.records), autocast,
                                        progress), world))
