@@ -161,21 +161,17 @@ def save_confusion(folder: str, m: np.ndarray, names: list[str]) -> None:
 def save_side_by_side(path: str, record, d: ImageDetections, names: list[str], min_score: float) -> bool:
     """The image with its objects (left) and its detections at ``min_score`` (right), as PNG;
     False if the image cannot be read."""
-    import cv2
-
     from core.atomic import write_png_atomic
     from core.data import read_image
     from core.errors import BadImageError
 
-    from .visualize import draw_boxes
+    from .visualize import draw_boxes, enlarged
 
     try:
         img = read_image(record.path)
     except BadImageError:
         return False
-    f = max(1, round(400 / min(img.shape[:2])))  # small images enlarged, so the names can be read
-    if f > 1:
-        img = cv2.resize(img, (img.shape[1] * f, img.shape[0] * f), interpolation=cv2.INTER_NEAREST)
+    img, f = enlarged(img)
     keep = d.scores >= min_score
     left = draw_boxes(img, np.asarray(record.boxes) * f, np.asarray(record.labels), names)
     right = draw_boxes(img, d.boxes[keep] * f, d.labels[keep], names, scores=d.scores[keep])

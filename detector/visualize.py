@@ -5,6 +5,17 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+DRAW_SIZE = 400  # px: the shorter side that drawn images are enlarged towards
+
+
+def enlarged(image: np.ndarray, short: int = DRAW_SIZE) -> tuple[np.ndarray, int]:
+    """``(image, f)``: small images (the miniature's are about 150 px) enlarged by a whole factor
+    ``f`` to about ``short`` px, so that the class names drawn on them can be read; boxes scale by ``f``."""
+    f = max(1, round(short / min(image.shape[:2])))
+    if f > 1:
+        image = cv2.resize(image, (image.shape[1] * f, image.shape[0] * f), interpolation=cv2.INTER_NEAREST)
+    return image, f
+
 
 def draw_boxes(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, names: list[str],
                scores: np.ndarray | None = None, ignore: np.ndarray | None = None) -> np.ndarray:

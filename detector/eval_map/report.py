@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 
-import cv2
 import numpy as np
 
 from core.atomic import save_figure_atomic, write_png_atomic
@@ -15,7 +14,7 @@ from core.errors import BadImageError
 from ..data.sample import ImageRecord
 from ..evaluation import ImageDetections
 from ..evaluation.ap import iou_xyxy
-from ..visualize import draw_boxes
+from ..visualize import draw_boxes, enlarged
 from .ground_truth import GroundTruth
 
 
@@ -86,9 +85,6 @@ def plot_pr(path: str, title: str, result: dict, names: list[str]) -> None:
     save_figure_atomic(fig, path)
 
 
-DRAW_SIZE = 400  # px: the shorter side that drawn images are enlarged towards
-
-
 def boxed_objects(records: list[ImageRecord], dets: list[ImageDetections], min_score: float,
                   iou: float = 0.5) -> dict[str, int]:
     """What a person sees in the drawn images: ``{"objects", "boxed", "spurious"}``. An object (not
@@ -125,11 +121,7 @@ def draw(folder: str, gt: GroundTruth, dets: list[ImageDetections], n: int, min_
         except BadImageError:
             continue
         keep = d.scores >= min_score
-        # small images (the miniature's are about 150 px) are enlarged by a whole factor to about
-        # 400 px, so that the class names drawn on them can be read
-        f = max(1, round(DRAW_SIZE / min(img.shape[:2])))
-        if f > 1:
-            img = cv2.resize(img, (img.shape[1] * f, img.shape[0] * f), interpolation=cv2.INTER_NEAREST)
+        img, f = enlarged(img)
         stem = os.path.splitext(os.path.basename(r.path))[0]
         write_png_atomic(os.path.join(folder, f"{stem}.png"),
                          draw_boxes(img, d.boxes[keep] * f, d.labels[keep], gt.class_names, scores=d.scores[keep]))
