@@ -35,18 +35,12 @@ class ResultsError(DataError):
 
 
 def _collect(n_images: int, rows: list[tuple[int, int, float, list[float]]]) -> list[ImageDetections]:
-    per: list[list] = [[] for _ in range(n_images)]
-    for pos, label, score, box in rows:
-        per[pos].append((label, score, box))
-    out = []
-    for items in per:
-        if not items:
-            out.append(ImageDetections.empty())
-            continue
-        labels, scores, boxes = zip(*items)
-        out.append(ImageDetections(np.array(boxes, np.float64).reshape(-1, 4), np.array(scores, np.float64),
-                                   np.array(labels, np.int64)))
-    return out
+    """Row tuples ``(image position, label, score, box)`` -> one ImageDetections per image."""
+    if not rows:
+        return [ImageDetections.empty() for _ in range(n_images)]
+    pos, labels, scores, boxes = zip(*rows)
+    return _collect_arrays(n_images, np.array(pos, np.int64), np.array(labels, np.int64), np.array(scores, np.float64),
+                           np.array(boxes, np.float64).reshape(-1, 4))
 
 
 def score_text(score: np.floating | float) -> str:
@@ -129,7 +123,7 @@ def _ilsvrc_array(table: np.ndarray | None, records: list, det_ids: list[int]) -
 def _collect_arrays(n_images: int, position: np.ndarray, label: np.ndarray, score: np.ndarray,
                     box: np.ndarray) -> list[ImageDetections]:
     """Rows [K] (image position, label, score, box [K, 4]) -> one ImageDetections per image, each in
-    file order (what :func:`_collect` builds from row tuples)."""
+    file order."""
     by_image = np.argsort(position, kind="stable")
     cuts = np.searchsorted(position[by_image], np.arange(n_images + 1))
     label, score, box = label[by_image].astype(np.int64), score[by_image], box[by_image]
