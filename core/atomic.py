@@ -51,6 +51,22 @@ def disk_full(error: BaseException, folder: str) -> bool:
     return isinstance(error, RuntimeError) and shutil.disk_usage(folder).free < LOW_SPACE
 
 
+def publish_dir(tmp: str, root: str, same: Callable[[], bool]) -> None:
+    """Rename the finished folder ``tmp`` to ``root`` (an empty ``root`` is replaced). When another
+    process published ``root`` first (ensemble members started together, each making the missing
+    miniature) and ``same()`` says it holds what ``tmp`` does, ``tmp`` is dropped; a ``root`` that
+    holds anything else is an error."""
+    os.makedirs(os.path.dirname(os.path.abspath(root)), exist_ok=True)
+    try:
+        if os.path.isdir(root) and not os.listdir(root):
+            os.rmdir(root)
+        os.replace(tmp, root)
+    except OSError:
+        if not same():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def save_atomic(obj: Any, path: str) -> None:
     """``torch.save(obj)`` to ``path`` (checkpoints, exports)."""
     import torch  # here, not above: scoring a results file (eval_map --detections) needs no torch

@@ -18,6 +18,8 @@ import shutil
 import cv2
 import numpy as np
 
+from .atomic import publish_dir
+
 # name -> how it is drawn; wnid-like ids in a range no real synset uses
 SHAPES = ("circle", "square", "triangle", "cross", "ring", "star", "diamond", "bar", "hexagon", "crescent")
 TOY_WNIDS = tuple(f"n9{i:07d}" for i in range(1, len(SHAPES) + 1))
@@ -33,12 +35,9 @@ def _polygon(cx: float, cy: float, r: float, n: int, angle: float, inner: float 
     return np.round(np.array(pts)).astype(np.int32)
 
 
-def draw_shape(image: np.ndarray, shape: str, cx: float, cy: float, size: float, color: tuple[int, int, int],
-               angle: float = 0.0) -> tuple[int, int, int, int] | None:
-    """Draw ``shape`` centred at (cx, cy), about ``size`` pixels across, onto ``image`` (H, W, 3 uint8,
-    in place). Returns the tight inclusive box ``(xmin, ymin, xmax, ymax)`` of the drawn pixels, or
-    None if nothing landed inside the image."""
-    h, w = image.shape[:2]
+def shape_mask(h: int, w: int, shape: str, cx: float, cy: float, size: float, angle: float = 0.0) -> np.ndarray:
+    """The (H, W) uint8 mask (255 inside) of ``shape`` centred at (cx, cy), about ``size`` pixels
+    across, in an H x W image."""
     mask = np.zeros((h, w), np.uint8)
     r = size / 2
     if shape == "circle":
@@ -60,20 +59,37 @@ def draw_shape(image: np.ndarray, shape: str, cx: float, cy: float, size: float,
         cv2.line(mask, (round(cx - r), round(cy)), (round(cx + r), round(cy)), 255, t)
         cv2.line(mask, (round(cx), round(cy - r)), (round(cx), round(cy + r)), 255, t)
     elif shape == "bar":
+        # a third as wide as long: a thinner bar drawn at an angle fills a tenth of its own box,
+        # and at 12 px is 2 px wide, too little for a stride-8 feature map to see
         dx, dy = r * math.cos(angle), r * math.sin(angle)
-        cv2.line(mask, (round(cx - dx), round(cy - dy)), (round(cx + dx), round(cy + dy)), 255, max(1, round(r / 2.5)))
+        cv2.line(mask, (round(cx - dx), round(cy - dy)), (round(cx + dx), round(cy + dy)), 255, max(2, round(r / 1.5)))
     elif shape == "crescent":
+        # the bite takes under half the disc, so the horns stay as wide as a bar
         cv2.circle(mask, (round(cx), round(cy)), max(1, round(r)), 255, -1)
-        off = r * 0.55
+        off = r * 0.65
         cv2.circle(mask, (round(cx + off * math.cos(angle)), round(cy + off * math.sin(angle))),
-                   max(1, round(r * 0.85)), 0, -1)
+                   max(1, round(r * 0.7)), 0, -1)
     else:
         raise ValueError(f"unknown shape {shape!r}; known: {', '.join(SHAPES)}")
+    return mask
+
+
+def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """The tight inclusive box ``(xmin, ymin, xmax, ymax)`` of a mask's set pixels, None if none."""
     ys, xs = np.nonzero(mask)
     if len(xs) == 0:
         return None
-    image[mask > 0] = color
     return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
+
+
+def draw_shape(image: np.ndarray, shape: str, cx: float, cy: float, size: float, color: tuple[int, int, int],
+               angle: float = 0.0) -> tuple[int, int, int, int] | None:
+    """Draw ``shape`` centred at (cx, cy), about ``size`` pixels across, onto ``image`` (H, W, 3 uint8,
+    in place). Returns the tight inclusive box of the drawn pixels, or None if nothing landed inside
+    the image."""
+    mask = shape_mask(image.shape[0], image.shape[1], shape, cx, cy, size, angle)
+    image[mask > 0] = color
+    return mask_box(mask)
 
 
 def background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -98,9 +114,10 @@ def class_color(rng: np.random.Generator, c: int) -> tuple[int, int, int]:
     """Each class has its own hue (jittered a little), saturated, at a random brightness: like many
     real classes, colour is a cue, and it lets a network trained from scratch learn the miniature
     in minutes on a CPU (shape alone took thousands of steps)."""
-    # OpenCV hue 0..179, classes 18 apart, jitter +-14: neighbours' hues overlap, so colour
-    # narrows a class down and the shape decides
-    hue = (c * 180 // len(SHAPES) + int(rng.integers(-14, 15))) % 180
+    # OpenCV hue 0..179, classes 18 apart, jitter +-8: each class keeps a hue range of its own. With
+    # +-14, two thirds of a class's hues were shared with a neighbour and the detectors' scores split
+    # between the two (README "The miniature")
+    hue = (c * 180 // len(SHAPES) + int(rng.integers(-8, 9))) % 180
     hsv = np.array([[[hue, rng.integers(170, 256), rng.integers(150, 256)]]], np.uint8)
     return tuple(int(v) for v in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
 
@@ -113,17 +130,25 @@ def _classification_image(rng: np.random.Generator, c: int, size: int) -> np.nda
     return img
 
 
+def read_marker(path: str) -> dict | None:
+    """The parameters a generated miniature records (its ``toy_*.json``); None if unreadable."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
 def make_toy_imagenet(root: str | os.PathLike, n_train: int = 80, n_val: int = 20, size: int = 72,
                       num_classes: int = len(SHAPES), seed: int = 0) -> str:
     """Write the miniature at ``root`` unless an identical one is there; return ``root``."""
     root = os.fspath(root)
     params = {"n_train": n_train, "n_val": n_val, "size": size, "num_classes": num_classes, "seed": seed,
-              "version": 3}
+              "version": 5}
     marker = os.path.join(root, "toy_imagenet.json")
     if os.path.isfile(marker):
-        with open(marker) as f:
-            if json.load(f) == params:
-                return root
+        if read_marker(marker) == params:
+            return root
         raise FileExistsError(f"{root}: holds a different miniature ImageNet ({marker}); delete the folder or "
                               "point data.root elsewhere")
     if os.path.exists(root) and os.listdir(root):
@@ -146,8 +171,5 @@ def make_toy_imagenet(root: str | os.PathLike, n_train: int = 80, n_val: int = 2
             f.write(f"{TOY_WNIDS[c]} {c + 1} {SHAPES[c]}\n")
     with open(os.path.join(tmp, "toy_imagenet.json"), "w") as f:
         json.dump(params, f)
-    os.makedirs(os.path.dirname(os.path.abspath(root)), exist_ok=True)
-    if os.path.exists(root):
-        os.rmdir(root)  # empty, checked above
-    os.replace(tmp, root)
+    publish_dir(tmp, root, lambda: read_marker(marker) == params)
     return root

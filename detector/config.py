@@ -40,6 +40,7 @@ class DetModelConfig:
     box_batch_size_per_image: int = 128  # regions sampled per image for the head's loss
     box_positive_fraction: float = 0.25  # at most this share of them foreground (Fast R-CNN's)
     box_score_thresh: float = 0.01
+    box_nms_thresh: float = 0.5  # per-class NMS of the final detections (torchvision's; R-CNN used 0.3)
     box_detections_per_img: int = 100
     # rpn | external (data.proposals only, no RPN: R-CNN, the 2014 entry) | both (data.proposals
     # joined with the RPN's rpn_post_nms_top_n_* boxes: the entry's Selective Search + MultiBox)
@@ -129,8 +130,8 @@ def build_model(m: DetModelConfig, num_classes: int, layout: dict | None = None)
         rpn_pre_nms_top_n_train=m.rpn_pre_nms_top_n_train, rpn_post_nms_top_n_train=m.rpn_post_nms_top_n_train,
         rpn_pre_nms_top_n_test=m.rpn_pre_nms_top_n_test, rpn_post_nms_top_n_test=m.rpn_post_nms_top_n_test,
         rpn_batch_size_per_image=m.rpn_batch_size_per_image, box_batch_size_per_image=m.box_batch_size_per_image,
-        box_positive_fraction=m.box_positive_fraction,
-        box_score_thresh=m.box_score_thresh, box_detections_per_img=m.box_detections_per_img,
+        box_positive_fraction=m.box_positive_fraction, box_score_thresh=m.box_score_thresh,
+        box_nms_thresh=m.box_nms_thresh, box_detections_per_img=m.box_detections_per_img,
         proposals=m.proposals, anchor_sizes=m.anchor_sizes, representation_size=m.representation_size, **backbone)
 
 

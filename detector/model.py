@@ -260,7 +260,8 @@ def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = 
                           rpn_pre_nms_top_n_test: int = 1000, rpn_post_nms_top_n_test: int = 300,
                           rpn_batch_size_per_image: int = 256, box_batch_size_per_image: int = 128,
                           box_positive_fraction: float = 0.25,
-                          box_score_thresh: float = 0.01, box_detections_per_img: int = 100,
+                          box_score_thresh: float = 0.01, box_nms_thresh: float = 0.5,
+                          box_detections_per_img: int = 100,
                           transform_input: bool = False, image_mean: list[float] | None = None,
                           image_std: list[float] | None = None, proposals: ProposalSource = "rpn",
                           anchor_sizes: list[list[int]] | None = None,
@@ -306,7 +307,8 @@ def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = 
         rpn_pre_nms_top_n_test=rpn_pre_nms_top_n_test, rpn_post_nms_top_n_test=rpn_post_nms_top_n_test,
         rpn_batch_size_per_image=rpn_batch_size_per_image, box_batch_size_per_image=box_batch_size_per_image,
         box_positive_fraction=box_positive_fraction,
-        box_score_thresh=box_score_thresh, box_detections_per_img=box_detections_per_img, proposal_source=proposals)
+        box_score_thresh=box_score_thresh, box_nms_thresh=box_nms_thresh, box_detections_per_img=box_detections_per_img,
+        proposal_source=proposals)
     # the contract, checked here rather than discovered as a shape error mid-training (one size list
     # per feature map: anchor_generator)
     if model.rpn is not None and model.rpn.head.cls_logits.out_channels != anchors.num_anchors_per_location()[0]:

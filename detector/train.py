@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from core.atomic import write_json_atomic
 from core.checkpoint import CheckpointError
-from core.config import to_dict
+from core.config import ConfigError, load_config, to_dict
 from core.data_report import Collecting, DataReport, publish, publish_all, report_path
 from core.errors import DataError
 from core.records import log
@@ -144,3 +144,28 @@ def run(cfg: DetConfig) -> dict:
         write_json_atomic(os.path.join(cfg.out_dir, "metrics.json"), metrics)
     trainer.close()
     return metrics
+
+
+def train_ensemble(config: str, overrides: list[str], members: int, parallel: int,
+                   script: str = "tools/train_det.py") -> tuple[int, list[str]]:
+    """Members ``0..members-1`` of ``config``, each ``script config overrides model_index=k`` in its
+    own process, ``parallel`` at a time (``core.jobs``: the cores shared out, or a GPU each).
+    Returns the first failed member's exit code (0 when none failed) and a line per member."""
+    from core.jobs import Job, python_tool, run_jobs, visible_gpus
+
+    if any(o.split("=", 1)[0] == "model_index" for o in overrides):
+        raise ConfigError("model_index: --ensemble N trains members 0..N-1; leave model_index out")
+    cfgs = [load_config(DetConfig, config, [*overrides, f"model_index={k}"]) for k in range(members)]
+    jobs = [Job(f"model_{k}", python_tool(script, config, *overrides, f"model_index={k}")) for k in range(members)]
+    gpus = visible_gpus(dict(os.environ)) if parallel > 1 and cfgs[0].device != "cpu" else []
+    codes = run_jobs(jobs, parallel, gpus=gpus, out=log)
+    lines = []
+    for job, cfg in zip(jobs, cfgs):
+        if job.label not in codes:
+            lines.append(f"{job.label}: not started, since a member before it failed")
+        elif codes[job.label] != 0:
+            lines.append(f"{job.label}: failed (exit {codes[job.label]}); its output above says why")
+        else:
+            lines.append(f"{job.label}: {cfg.eval_metric} mAP {100 * finished_metrics(cfg)['map']:.2f} ({cfg.out_dir})")
+    failed = [c for c in codes.values() if c != 0]
+    return (failed[0] if failed else 0), lines

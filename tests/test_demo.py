@@ -20,7 +20,7 @@ def test_the_demo_pipeline_end_to_end(tmp_path):
     det = (f"data.root={tmp_path / 'toy_ilsvrc'} work_dir={work} "
            f"model.weights={work / 'googlenet_toy' / 'backbone.pth'} "
            "epochs=3 optim.milestones=[2] optim.warmup_iters=5 data.scales=[128] data.test_scale=128 progress=false")
-    cmd = ["make", "-o", ".venv/.installed", "demo", f"PY={sys.executable}", "MEMBERS=0 1",
+    cmd = ["make", "-o", ".venv/.installed", "demo", f"PY={sys.executable}", "ENSEMBLE=2",
            f"PRETRAIN_ARGS=data.root={tmp_path / 'toy_imagenet'} work_dir={work} data.toy_images_per_class=40 epochs=4 "
            "eval_every=4 progress=false",
            f"DET_ARGS={det}", f"EVAL_ARGS=--out {out} --draw-score 0.1"]

@@ -14,21 +14,33 @@ import shutil
 import cv2
 import numpy as np
 
-from core.miniature import SHAPES, TOY_WNIDS, background, class_color, draw_shape, make_toy_imagenet
+from core.atomic import publish_dir
+from core.miniature import (SHAPES, TOY_WNIDS, background, class_color, make_toy_imagenet, mask_box, read_marker,
+                             shape_mask)
 
 
-def _overlaps(a, b, margin: int = 0) -> bool:
-    """Do inclusive boxes ``a`` and ``b`` come within ``margin`` pixels of each other?"""
-    return not (a[2] + margin < b[0] or b[2] + margin < a[0] or a[3] + margin < b[1] or b[3] + margin < a[1])
+def _iou(a, b) -> float:
+    """IoU of inclusive boxes ``a`` and ``b``."""
+    iw = min(a[2], b[2]) - max(a[0], b[0]) + 1
+    ih = min(a[3], b[3]) - max(a[1], b[1]) + 1
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    area_a, area_b = (a[2] - a[0] + 1) * (a[3] - a[1] + 1), (b[2] - b[0] + 1) * (b[3] - b[1] + 1)
+    return iw * ih / (area_a + area_b - iw * ih)
 
 
 def det_image(rng: np.random.Generator, num_classes: int, max_objects: int = 4,
               small_share: float = 0.25) -> tuple[np.ndarray, list[tuple[int, tuple[int, int, int, int]]]]:
-    """One image (RGB) and its objects [(class index, inclusive box)], landscape or portrait."""
+    """One image (RGB) and its objects [(class index, inclusive box)], landscape or portrait.
+
+    Boxes may overlap (up to IoU 0.4, as neighbours do in real photos: a small shape in a ring's
+    hole or a crescent's bite, a bar across a corner), but the shapes themselves stay 2 px apart,
+    so every box still shows its whole object."""
     w, h = (int(rng.integers(112, 176)), int(rng.integers(88, 128)))
     if rng.random() < 0.3:
         w, h = h, w
     img = background(rng, h, w)
+    taken = np.zeros((h, w), np.uint8)  # the pixels of the shapes drawn so far, grown by 2 px
     objects: list[tuple[int, tuple[int, int, int, int]]] = []
     for _ in range(int(rng.integers(1, max_objects + 1)) * 3):  # attempts
         if len(objects) >= max_objects:
@@ -37,12 +49,13 @@ def det_image(rng: np.random.Generator, num_classes: int, max_objects: int = 4,
         small = rng.random() < small_share
         size = rng.uniform(12, 22) if small else rng.uniform(26, 0.6 * min(w, h))
         cx, cy = rng.uniform(size / 2, w - size / 2), rng.uniform(size / 2, h - size / 2)
-        trial = img.copy()
-        box = draw_shape(trial, SHAPES[c], cx, cy, size, class_color(rng, c), angle=rng.uniform(0, 2 * math.pi))
-        # no overlap at all (2 px apart): a box must show its whole object, never one half-hidden
-        if box is None or any(_overlaps(box, b, margin=2) for _, b in objects):
+        color = class_color(rng, c)
+        mask = shape_mask(h, w, SHAPES[c], cx, cy, size, angle=rng.uniform(0, 2 * math.pi))
+        box = mask_box(mask)
+        if box is None or (mask & taken).any() or any(_iou(box, b) > 0.4 for _, b in objects):
             continue
-        img = trial
+        img[mask > 0] = color
+        taken |= cv2.dilate(mask, np.ones((5, 5), np.uint8))
         objects.append((c, box))
     return img, objects
 
@@ -90,12 +103,11 @@ def make_toy_ilsvrc(root: str, n_train: int = 120, n_val: int = 60, n_negative: 
     """Write the miniature at ``root`` (the folder holding Data/, Annotations/, ImageSets/) unless an
     identical one is there; return ``root``."""
     params = {"n_train": n_train, "n_val": n_val, "n_negative": n_negative, "num_classes": num_classes,
-              "cls_per_class": cls_per_class, "seed": seed, "version": 1}
+              "cls_per_class": cls_per_class, "seed": seed, "version": 3}
     marker = os.path.join(root, "toy_ilsvrc.json")
     if os.path.isfile(marker):
-        with open(marker) as f:
-            if json.load(f) == params:
-                return root
+        if read_marker(marker) == params:
+            return root
         raise FileExistsError(f"{root}: holds a different miniature ILSVRC ({marker}); delete it or choose another root")
     if os.path.exists(root) and os.listdir(root):
         raise FileExistsError(f"{root}: exists and is not a miniature ILSVRC; choose another root")
@@ -123,8 +135,5 @@ def make_toy_ilsvrc(root: str, n_train: int = 120, n_val: int = 60, n_negative: 
                       size=72, num_classes=num_classes, seed=seed)
     with open(os.path.join(tmp, "toy_ilsvrc.json"), "w") as f:
         json.dump(params, f)
-    os.makedirs(os.path.dirname(os.path.abspath(root)), exist_ok=True)
-    if os.path.exists(root):
-        os.rmdir(root)
-    os.replace(tmp, root)
+    publish_dir(tmp, root, lambda: read_marker(marker) == params)
     return root
