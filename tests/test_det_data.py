@@ -10,8 +10,11 @@ import re
 import cv2
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+from torchvision.ops import box_iou
 
+from core.miniature import class_color
 from detector import box_ops
 from detector.data import (
     COCODet,
@@ -32,7 +35,7 @@ from detector.data import (
 from detector.data.build import DetDataConfig, build_detection_data
 from detector.data.dataset import DetectionDataset
 from detector.data.sample import CROSSING
-from detector.data.toy import make_toy_ilsvrc
+from detector.data.toy import det_image, make_toy_ilsvrc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data")
@@ -210,6 +213,22 @@ def test_miniature_layout_and_index(toy):
     assert [r.index for r in val.records] == list(range(1, 9)) and val.records[0].ignore_classes == (1,)
     for r in val.records:  # blacklisted classes' boxes are ignored
         assert np.array_equal(r.ignore, np.isin(r.labels, r.ignore_classes))
+
+
+def test_miniature_hues_name_the_class_and_boxes_overlap():
+    rng = np.random.default_rng(0)
+    for c in range(10):  # each class within 8 (+1 for rounding) of its hue, 18 apart: never a neighbour's
+        rgb = np.uint8([[class_color(rng, c) for _ in range(300)]])
+        hue = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[0, :, 0].astype(int)
+        off = np.abs(hue - 18 * c)
+        assert np.minimum(off, 180 - off).max() <= 9, c
+    ious = []
+    for _ in range(60):
+        img, objects = det_image(rng, 10)
+        boxes = torch.tensor([b for _, b in objects], dtype=torch.float64) + torch.tensor([0, 0, 1, 1])  # xyxy
+        ious += box_iou(boxes, boxes)[np.triu_indices(len(boxes), 1)].tolist()
+    ious = np.array(ious)
+    assert (ious > 0).sum() >= 5 and ious.max() <= 0.4 + 1e-9  # neighbours overlap, never hide each other
 
 
 def write_xml(path, size: tuple[int, int] | None, objects: list[str]) -> None:

@@ -156,3 +156,25 @@ def test_detector_summary_counts_each_part_and_the_c4_region_head_is_inception_5
     cfg.model.rpn_post_nms_top_n_test = 20  # twice the regions, twice the head
     assert summarize(cfg, 200)[2].macs == 2 * head.macs
     assert "region head" in table([trunk, rpn, head, whole])
+
+
+def test_config_reaches_the_model_and_adamw_runs_fused_with_the_reference_steps():
+    from detector.config import DetModelConfig, DetOptimConfig, build_model, build_optimizer
+
+    model = build_model(DetModelConfig(head="fpn", box_nms_thresh=0.3, representation_size=64), 3)
+    assert model.roi_heads.nms_thresh == 0.3 and model.roi_heads.score_thresh == 0.01
+    torch.manual_seed(0)
+    net, ref = nn.Linear(5, 4), nn.Linear(5, 4)
+    ref.load_state_dict(net.state_dict())
+    start = [p.detach().clone() for p in net.parameters()]
+    opt = build_optimizer(net, DetOptimConfig(name="adamw", weight_decay=0.05), 1e-2)
+    ref_opt = torch.optim.AdamW(ref.parameters(), lr=1e-2, weight_decay=0.05, foreach=False)
+    assert opt.defaults["fused"] is True
+    for step in range(3):
+        for m in (net, ref):
+            for p in m.parameters():
+                p.grad = torch.full_like(p, 0.1 * (step + 1)) + p.detach()
+        opt.step()
+        ref_opt.step()
+    for a, b, a0 in zip(net.parameters(), ref.parameters(), start):
+        assert torch.allclose(a, b, atol=1e-6) and not torch.allclose(a, a0, atol=1e-3)

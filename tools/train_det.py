@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--ensemble and --jobs take a number >= 1")
     if a.jobs > 1 and a.ensemble is None:
         p.error("--jobs runs several members at once: give --ensemble N too")
+    if a.ensemble and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        p.error("--ensemble starts a process per member: run it with python, not torchrun (or torchrun one "
+                "member at a time with model_index=K)")
 
     def ensemble() -> int:
         code, lines = train_ensemble(a.config, a.overrides, a.ensemble, a.jobs, script=os.path.abspath(__file__))
