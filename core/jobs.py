@@ -70,13 +70,14 @@ def run_jobs(jobs: Sequence[Job], parallel: int, *, threads: int | None = None, 
                 if slot in running or not pending or failed:
                     continue
                 job = pending.pop(0)
-                proc = subprocess.Popen(job.argv, stdout=subprocess.PIPE if pipe else None,
-                                        stderr=subprocess.STDOUT if pipe else None, text=True,
-                                        env=job_env(dict(os.environ), slot, threads, gpus))
+                env = job_env(dict(os.environ), slot, threads, gpus)
+                if not pipe:
+                    running[slot] = (job, subprocess.Popen(job.argv, env=env), None)
+                    continue
+                proc = subprocess.Popen(job.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
                 pump = threading.Thread(target=_pump, args=(proc, job.label, lock, out), daemon=True)
-                if pipe:
-                    pump.start()
-                running[slot] = (job, proc, pump if pipe else None)
+                pump.start()
+                running[slot] = (job, proc, pump)
             if failed and not running:
                 break
             for slot, (job, proc, pump) in list(running.items()):
