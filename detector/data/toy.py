@@ -15,18 +15,18 @@ import cv2
 import numpy as np
 
 from core.atomic import publish_dir
-from core.miniature import (SHAPES, TOY_WNIDS, background, class_color, make_toy_imagenet, mask_box, read_marker,
-                             shape_mask)
+from core.miniature import (
+    SHAPES,
+    TOY_WNIDS,
+    background,
+    class_color,
+    make_toy_imagenet,
+    mask_box,
+    read_marker,
+    shape_mask,
+)
 
-
-def _iou(a, b) -> float:
-    """IoU of inclusive boxes ``a`` and ``b``."""
-    iw = min(a[2], b[2]) - max(a[0], b[0]) + 1
-    ih = min(a[3], b[3]) - max(a[1], b[1]) + 1
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    area_a, area_b = (a[2] - a[0] + 1) * (a[3] - a[1] + 1), (b[2] - b[0] + 1) * (b[3] - b[1] + 1)
-    return iw * ih / (area_a + area_b - iw * ih)
+from ..evaluation.ap import iou_xyxy
 
 
 def det_image(rng: np.random.Generator, num_classes: int, max_objects: int = 4,
@@ -52,7 +52,10 @@ def det_image(rng: np.random.Generator, num_classes: int, max_objects: int = 4,
         color = class_color(rng, c)
         mask = shape_mask(h, w, SHAPES[c], cx, cy, size, angle=rng.uniform(0, 2 * math.pi))
         box = mask_box(mask)
-        if box is None or (mask & taken).any() or any(_iou(box, b) > 0.4 for _, b in objects):
+        if box is None or (mask & taken).any():
+            continue
+        # inclusive pixel boxes + (0, 0, 1, 1) -> xyxy: the devkits' "+1" IoU
+        if objects and iou_xyxy(np.add(box, (0, 0, 1, 1)), [np.add(b, (0, 0, 1, 1)) for _, b in objects]).max() > 0.4:
             continue
         img[mask > 0] = color
         taken |= cv2.dilate(mask, np.ones((5, 5), np.uint8))
@@ -108,7 +111,8 @@ def make_toy_ilsvrc(root: str, n_train: int = 120, n_val: int = 60, n_negative: 
     if os.path.isfile(marker):
         if read_marker(marker) == params:
             return root
-        raise FileExistsError(f"{root}: holds a different miniature ILSVRC ({marker}); delete it or choose another root")
+        raise FileExistsError(f"{root}: holds a different miniature ILSVRC ({marker}); delete it or choose another "
+                              "root")
     if os.path.exists(root) and os.listdir(root):
         raise FileExistsError(f"{root}: exists and is not a miniature ILSVRC; choose another root")
     tmp = f"{root}.tmp{os.getpid()}"
