@@ -25,7 +25,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 
 test: lint
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 # The whole job on the built-in miniature (README: "The demo"): the Table-1 summary; pretraining on
 # the generated miniature ImageNet; six detectors on the generated miniature ILSVRC DET, each its

@@ -49,6 +49,9 @@ class DetModelConfig:
     # map, 4x the stride on each pyramid level (32, 64, 128, 256)
     anchor_sizes: list[list[int]] | None = None
     representation_size: int = 1024  # fpn: the box head's MLP width (torchvision's)
+    # test time: the region head scores its own regressed boxes again, this many passes, all joined
+    # before NMS (ResNet's ILSVRC 2015 "box refinement"; detector.refine); needs bbox_reg
+    box_refine_iters: int = 0
 
 
 @dataclass
@@ -135,7 +138,8 @@ def build_model(m: DetModelConfig, num_classes: int, layout: dict | None = None)
         rpn_batch_size_per_image=m.rpn_batch_size_per_image, box_batch_size_per_image=m.box_batch_size_per_image,
         box_positive_fraction=m.box_positive_fraction, box_score_thresh=m.box_score_thresh,
         box_nms_thresh=m.box_nms_thresh, box_detections_per_img=m.box_detections_per_img,
-        proposals=m.proposals, anchor_sizes=m.anchor_sizes, representation_size=m.representation_size, **backbone)
+        proposals=m.proposals, anchor_sizes=m.anchor_sizes, representation_size=m.representation_size,
+        box_refine_iters=m.box_refine_iters, **backbone)
 
 
 def build_optimizer(model: nn.Module, o: DetOptimConfig, lr: float) -> torch.optim.Optimizer:

@@ -9,9 +9,10 @@
   crowd out the others' (on the miniature, a six-member ensemble scores 30.3% mAP that way and
   35.4% in rank order, as much as with the whole union). With ``both``, the external boxes plus
   that union. Class probabilities (and box deltas, from members that regress) are averaged,
-  then the usual per-class NMS. Each image is read, resized, normalised and batched once for all
-  members; each member runs its trunk, RPN and head once (no region is scored twice: the union is
-  cut to one member's number of regions).
+  then the usual per-class NMS; with ``model.box_refine_iters`` the averaged boxes are scored
+  again by every member (:mod:`detector.refine`). Each image is read, resized, normalised and
+  batched once for all members; each member runs its trunk and RPN once, and its head once per
+  refinement pass (no region is scored twice: the union is cut to one member's number of regions).
 * ``nms`` and ``wbf`` (weighted boxes fusion, Solovyev et al. 2019, through the ``ensemble-boxes``
   package) combine the members' final detections, so they need only the members' cached results.
 
@@ -32,13 +33,14 @@ from torchvision.ops import boxes as box_ops
 
 from .evaluation import ImageDetections
 from .model import GoogLeNetFasterRCNN
+from .refine import detect_regions, head_outputs
 
 Method = Literal["shared", "nms", "wbf"]  # eval_map's METHODS, the same three
 
 
 def check_compatible(models: list[GoogLeNetFasterRCNN]) -> None:
-    """Members share classes, input normalisation and where their regions come from (their
-    proposals and scores are pooled)."""
+    """Members share classes, input normalisation, where their regions come from and how often
+    their boxes are refined (their proposals, scores and boxes are pooled)."""
     ref = models[0]
     for k, m in enumerate(models[1:], 1):
         if m.proposal_source != ref.proposal_source:
@@ -48,6 +50,9 @@ def check_compatible(models: list[GoogLeNetFasterRCNN]) -> None:
             raise ValueError(f"ensemble member {k} predicts another number of classes than member 0")
         if m.transform.image_mean != ref.transform.image_mean or m.transform.image_std != ref.transform.image_std:
             raise ValueError(f"ensemble member {k} normalises its input differently from member 0")
+        if m.box_refine_iters != ref.box_refine_iters:
+            raise ValueError(f"ensemble member {k} refines its boxes {m.box_refine_iters} times, member 0 "
+                             f"{ref.box_refine_iters}: members of one ensemble share model.box_refine_iters")
 
 
 def rpn_proposals(model: GoogLeNetFasterRCNN, images, features: dict) -> list[tuple[Tensor, Tensor, Tensor]]:
@@ -87,22 +92,6 @@ def _filter(rpn, boxes: Tensor, scores: Tensor, lvl: Tensor,
     return boxes[keep], scores[keep], lvl[keep]
 
 
-def _head(model: GoogLeNetFasterRCNN, features: dict, boxes: list[Tensor], image_sizes) -> tuple[Tensor, Tensor]:
-    """A member's region head on given regions: (class probabilities [R, C+1], box deltas [R, 4(C+1)])."""
-    heads = model.roi_heads
-    x = heads.box_head(heads.box_roi_pool(features, boxes, image_sizes))
-    logits, deltas = heads.box_predictor(x)
-    return torch.softmax(logits.float(), -1), deltas.float()
-
-
-def _postprocess(model: GoogLeNetFasterRCNN, probs: Tensor, deltas: Tensor, boxes: list[Tensor],
-                 image_sizes) -> list[dict]:
-    # torchvision's postprocess applies a softmax: log-probabilities give the probabilities back
-    det_boxes, scores, labels = model.roi_heads.postprocess_detections(probs.clamp_min(1e-30).log(), deltas, boxes,
-                                                                       image_sizes)
-    return [{"boxes": b, "scores": s, "labels": lab} for b, s, lab in zip(det_boxes, scores, labels)]
-
-
 def _shared_regions(ref: GoogLeNetFasterRCNN, props: list, external: list[Tensor] | None, i: int) -> Tensor:
     """Image ``i``'s one region set for every member: the external proposals, and (``rpn`` and
     ``both``) the members' RPN proposals joined in rank order (every member's best, then every
@@ -135,20 +124,24 @@ def detect_shared(models: list[GoogLeNetFasterRCNN], images: list[Tensor], with_
         feats.append(f)
         props.append(rpn_proposals(m, batch, f) if m.rpn is not None else None)
     union = [_shared_regions(ref, props, ext, i) for i in range(len(images))]
-    probs, deltas, n_reg = 0, 0, 0
+
+    def averaged(regions: list[Tensor]) -> tuple[Tensor, Tensor]:
+        probs, deltas, n_reg = 0, 0, 0
+        for m, f in zip(models, feats):
+            pr, de = head_outputs(m, f, regions, sizes)
+            probs = probs + pr
+            if m.bbox_reg:
+                deltas, n_reg = deltas + de, n_reg + 1
+        probs = probs / len(models)
+        return probs, (deltas / n_reg if n_reg else probs.new_zeros(probs.shape[0], probs.shape[1] * 4))
+
+    ensemble = detect_regions(ref, averaged, union, sizes)
     members = []
-    for m, f, p in zip(models, feats, props):
-        pr, de = _head(m, f, union, sizes)
-        probs = probs + pr
-        if m.bbox_reg:
-            deltas, n_reg = deltas + de, n_reg + 1
-        if with_members:
-            own = [torch.cat(([] if ext is None else [ext[i]]) + ([] if p is None else [p[i][0]]))
-                   for i in range(len(images))]
-            members.append(_postprocess(m, *_head(m, f, own, sizes), own, sizes))
-    probs = probs / len(models)
-    deltas = deltas / n_reg if n_reg else probs.new_zeros(probs.shape[0], probs.shape[1] * 4)
-    return _postprocess(ref, probs, deltas, union, sizes), members
+    for m, f, p in zip(models, feats, props) if with_members else ():
+        own = [torch.cat(([] if ext is None else [ext[i]]) + ([] if p is None else [p[i][0]]))
+               for i in range(len(images))]
+        members.append(detect_regions(m, lambda r, m=m, f=f: head_outputs(m, f, r, sizes), own, sizes))
+    return ensemble, members
 
 
 @torch.inference_mode()
@@ -160,7 +153,7 @@ def region_probabilities(models: list[GoogLeNetFasterRCNN], images: list[Tensor]
     self-check's comparison of devices and dtypes on the same regions."""
     batch, _ = models[0].transform(images)
     boxes = [r.to(batch.tensors.device, torch.float32) for r in regions]
-    probs = sum(_head(m, m.backbone(batch.tensors), boxes, batch.image_sizes)[0] for m in models) / len(models)
+    probs = sum(head_outputs(m, m.backbone(batch.tensors), boxes, batch.image_sizes)[0] for m in models) / len(models)
     return list(probs.split([len(b) for b in boxes]))
 
 

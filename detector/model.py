@@ -32,6 +32,8 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from backbone.googlenet import IMAGENET_MEAN, IMAGENET_STD, GoogLeNet, googlenet, googlenet_from_file, split_at
 
+from .refine import detect_regions, head_outputs
+
 Head = Literal["c4", "fpn"]
 # where the regions come from: the RPN; precomputed boxes only (R-CNN, the 2014 entry's Selective
 # Search: no RPN at all); or both, joined (the entry's Selective Search + 200 MultiBox boxes, the RPN
@@ -138,12 +140,16 @@ class GoogLeNetFasterRCNN(FasterRCNN):
 
     def __init__(self, backbone: nn.Module, *, head_kind: Head, bbox_reg: bool, backbone_layout: dict,
                  image_mean: list[float], image_std: list[float], proposal_source: ProposalSource = "rpn",
-                 **faster_rcnn_args) -> None:
+                 box_refine_iters: int = 0, **faster_rcnn_args) -> None:
         super().__init__(backbone, image_mean=image_mean, image_std=image_std, **faster_rcnn_args)
+        if box_refine_iters < 0 or (box_refine_iters and not bbox_reg):
+            raise ValueError(f"box_refine_iters={box_refine_iters}: a count >= 0, and 0 without bbox_reg "
+                             "(a region head that does not regress never moves a box)")
         self.transform = NoResizeTransform(min_size=1, max_size=1 << 30, image_mean=image_mean, image_std=image_std)
         self.head_kind, self.bbox_reg = head_kind, bbox_reg
         self.backbone_layout = backbone_layout
         self.proposal_source = proposal_source
+        self.box_refine_iters = box_refine_iters  # test time: detector.refine
         if proposal_source == "external":
             self.rpn = None  # no parameters that no loss reaches (DDP would wait for their gradients)
 
@@ -151,35 +157,40 @@ class GoogLeNetFasterRCNN(FasterRCNN):
         """torchvision's: the losses in training, the detections per image in eval. ``proposals``
         (``[P, 4]`` xyxy per image, in the resized image's pixels) are required with external
         proposals and ignored with the RPN's."""
-        if self.proposal_source == "rpn":
+        if self.proposal_source == "rpn" and (self.training or not self.box_refine_iters):
             out = super().forward(images, targets)
         else:
-            out = self._forward_external(images, targets, proposals)
+            out = self._forward_regions(images, targets, proposals)
         if self.training and not self.bbox_reg:
             out.pop("loss_box_reg", None)
         return out
 
-    def _forward_external(self, images, targets, proposals):
-        """GeneralizedRCNN's forward with given regions (joined with the RPN's for ``both``); as in
-        R-CNN training, the region head adds the ground truth to them and samples foreground and
-        background by the usual IoU rules."""
-        if proposals is None or len(proposals) != len(images):
+    def _forward_regions(self, images, targets, proposals):
+        """GeneralizedRCNN's forward with the regions made explicit: given ones (joined with the
+        RPN's for ``both``) and, in eval, box refinement. As in R-CNN training, the region head adds
+        the ground truth to given regions and samples foreground and background by the usual IoU rules."""
+        external = self.proposal_source != "rpn"
+        if external and (proposals is None or len(proposals) != len(images)):
             raise ValueError(f"model.proposals={self.proposal_source}: pass proposals=[boxes [P, 4]] for each image")
         sizes = [img.shape[-2:] for img in images]
         batch, targets = self.transform(images, targets)
         features = self.backbone(batch.tensors)
-        boxes = [p.to(batch.tensors.device, torch.float32) for p in proposals]
-        if self.training:  # an image without regions (a negative whose proposals were lost) still
-            # gives the loss its whole frame as background, rather than a batch of nothing (NaN)
+        boxes = [p.to(batch.tensors.device, torch.float32) for p in proposals] if external else []
+        if external and self.training:  # an image without regions (a negative whose proposals were
+            # lost) still gives the loss its whole frame as background, rather than a batch of nothing (NaN)
             boxes = [b if len(b) else b.new_tensor([[0.0, 0.0, float(w), float(h)]])
                      for b, (h, w) in zip(boxes, batch.image_sizes)]
         losses = {}
-        if self.proposal_source == "both":
+        if self.rpn is not None:
             rpn_boxes, losses = self.rpn(batch, features, targets)
-            boxes = [torch.cat([b, r]) for b, r in zip(boxes, rpn_boxes)]
-        detections, head_losses = self.roi_heads(features, boxes, batch.image_sizes, targets)
+            boxes = [torch.cat([b, r]) for b, r in zip(boxes, rpn_boxes)] if external else rpn_boxes
         if self.training:
-            return {**losses, **head_losses}
+            return {**losses, **self.roi_heads(features, boxes, batch.image_sizes, targets)[1]}
+        if self.box_refine_iters:
+            detections = detect_regions(self, lambda r: head_outputs(self, features, r, batch.image_sizes), boxes,
+                                        batch.image_sizes)
+        else:
+            detections = self.roi_heads(features, boxes, batch.image_sizes)[0]
         return self.transform.postprocess(detections, batch.image_sizes, sizes)
 
 
@@ -263,8 +274,8 @@ def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = 
                           box_nms_thresh: float = 0.5, box_detections_per_img: int = 100,
                           transform_input: bool = False, image_mean: list[float] | None = None,
                           image_std: list[float] | None = None, proposals: ProposalSource = "rpn",
-                          anchor_sizes: list[list[int]] | None = None,
-                          representation_size: int = 1024) -> GoogLeNetFasterRCNN:
+                          anchor_sizes: list[list[int]] | None = None, representation_size: int = 1024,
+                          box_refine_iters: int = 0) -> GoogLeNetFasterRCNN:
     """Faster R-CNN with a GoogLeNet backbone.
 
     Args:
@@ -281,12 +292,13 @@ def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = 
         anchor_sizes: the RPN's anchor sizes in pixels, one list per feature map (C4: one map;
             FPN: four levels, strides 8..64); None: :func:`anchor_sizes_for`.
         representation_size: the FPN head's MLP width (torchvision's 1024); C4's is GoogLeNet's 1024.
+        box_refine_iters: test-time passes of the region head over its own regressed boxes
+            (:mod:`detector.refine`); needs ``bbox_reg``.
         The rest are torchvision's ``FasterRCNN`` settings of the same names.
     """
-    if head not in ("c4", "fpn"):
-        raise ValueError(f"head must be 'c4' or 'fpn', got {head!r}")
-    if proposals not in ("rpn", "external", "both"):
-        raise ValueError(f"proposals must be 'rpn', 'external' or 'both', got {proposals!r}")
+    for name, value, allowed in (("head", head, ("c4", "fpn")), ("proposals", proposals, ("rpn", "external", "both"))):
+        if value not in allowed:
+            raise ValueError(f"{name} must be {' or '.join(map(repr, allowed))}, got {value!r}")
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     net, meta = _backbone_net(weights, variant, norm, transform_input)
@@ -305,9 +317,8 @@ def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = 
         rpn_pre_nms_top_n_train=rpn_pre_nms_top_n_train, rpn_post_nms_top_n_train=rpn_post_nms_top_n_train,
         rpn_pre_nms_top_n_test=rpn_pre_nms_top_n_test, rpn_post_nms_top_n_test=rpn_post_nms_top_n_test,
         rpn_batch_size_per_image=rpn_batch_size_per_image, box_batch_size_per_image=box_batch_size_per_image,
-        box_positive_fraction=box_positive_fraction,
-        box_score_thresh=box_score_thresh, box_nms_thresh=box_nms_thresh, box_detections_per_img=box_detections_per_img,
-        proposal_source=proposals)
+        box_positive_fraction=box_positive_fraction, box_score_thresh=box_score_thresh, box_nms_thresh=box_nms_thresh,
+        box_detections_per_img=box_detections_per_img, proposal_source=proposals, box_refine_iters=box_refine_iters)
     # the contract, checked here rather than discovered as a shape error mid-training (one size list
     # per feature map: anchor_generator)
     if model.rpn is not None and model.rpn.head.cls_logits.out_channels != anchors.num_anchors_per_location()[0]:

@@ -1,0 +1,90 @@
+"""Region scoring at test time, and iterative box refinement.
+
+Box refinement (``model.box_refine_iters``): the region head's regressed box of each region, at the
+region's most likely object class, is pooled and scored again, and so on ``iters`` times; every
+pass's predictions join the first's before the per-class NMS. This is the "box refinement" of the
+ResNet ILSVRC/COCO 2015 detection entries (He et al. 2016, appendix A: "we pool a new feature from
+the regressed box ... and combine these 300 new predictions with the original 300") and Gidaris &
+Komodakis's iterative localization (ICCV 2015). A region head trained on regions around objects
+places a box better from a start close to the object than from a loose proposal: on the demo's
+miniature two passes take the six-model ensemble from 76.8% to 90.6% mAP (README "Inference").
+
+One function serves a single detector (:class:`~detector.model.GoogLeNetFasterRCNN` in eval mode)
+and the ``shared`` ensemble (:mod:`detector.ensemble`), so an ensemble of one detects as its
+member does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+from torchvision.ops import boxes as box_ops
+
+if TYPE_CHECKING:
+    from .model import GoogLeNetFasterRCNN
+
+# regions per image ([R_i, 4] xyxy in the resized image's pixels) -> (class probabilities
+# [sum R_i, C+1], box deltas [sum R_i, 4(C+1)]), the images' regions in order
+ScoreFn = Callable[[list[Tensor]], tuple[Tensor, Tensor]]
+
+
+def head_outputs(model: GoogLeNetFasterRCNN, features: dict, boxes: list[Tensor],
+                 image_sizes) -> tuple[Tensor, Tensor]:
+    """A detector's region head on given regions: (class probabilities [R, C+1], box deltas [R, 4(C+1)])."""
+    heads = model.roi_heads
+    x = heads.box_head(heads.box_roi_pool(features, boxes, image_sizes))
+    logits, deltas = heads.box_predictor(x)
+    return torch.softmax(logits.float(), -1), deltas.float()
+
+
+def detections(model: GoogLeNetFasterRCNN, probs: Tensor, deltas: Tensor, boxes: list[Tensor],
+               image_sizes) -> list[dict]:
+    """torchvision's decoding, score threshold and per-class NMS of scored regions: per image
+    ``{"boxes" [K, 4], "scores" [K], "labels" [K]}``."""
+    # torchvision's postprocess applies a softmax: log-probabilities give the probabilities back
+    det_boxes, scores, labels = model.roi_heads.postprocess_detections(probs.clamp_min(1e-30).log(), deltas, boxes,
+                                                                       image_sizes)
+    return [{"boxes": b, "scores": s, "labels": lab} for b, s, lab in zip(det_boxes, scores, labels)]
+
+
+def regressed_at_best_class(probs: Tensor, deltas: Tensor, boxes: list[Tensor], box_coder,
+                            image_sizes) -> list[Tensor]:
+    """Each region's regressed box for its most likely object class (background aside), clipped
+    to its image: per image ``[R_i, 4]``."""
+    decoded = box_coder.decode(deltas, boxes)  # [R, C+1, 4]
+    best = probs[:, 1:].argmax(1) + 1  # [R]
+    picked = decoded.gather(1, best[:, None, None].expand(-1, 1, 4)).squeeze(1)  # [R, 4]
+    return [box_ops.clip_boxes_to_image(b, size)
+            for b, size in zip(picked.split([len(b) for b in boxes]), image_sizes)]
+
+
+def refine_regions(score: ScoreFn, regions: list[Tensor], box_coder, image_sizes,
+                   iters: int) -> tuple[list[Tensor], Tensor, Tensor]:
+    """The regions scored, then ``iters`` passes over their regressed boxes, the passes joined per
+    image: ``(regions per image, probabilities [R, C+1], deltas [R, 4(C+1)])`` for
+    :func:`detections`. With ``iters=0``, the regions and their scores as they are."""
+    probs, deltas = score(regions)
+    passes = [(regions, probs, deltas)]
+    for _ in range(iters):
+        regions = regressed_at_best_class(probs, deltas, regions, box_coder, image_sizes)
+        probs, deltas = score(regions)
+        passes.append((regions, probs, deltas))
+    if iters == 0:
+        return passes[0]
+    counts = [[len(b) for b in regs] for regs, _, _ in passes]
+    split = [(p.split(n), d.split(n)) for (_, p, d), n in zip(passes, counts)]
+    joined = [torch.cat([regs[i] for regs, _, _ in passes]) for i in range(len(regions))]
+    probs = torch.cat([ps[i] for i in range(len(regions)) for ps, _ in split])
+    deltas = torch.cat([ds[i] for i in range(len(regions)) for _, ds in split])
+    return joined, probs, deltas
+
+
+def detect_regions(model: GoogLeNetFasterRCNN, score: ScoreFn, regions: list[Tensor], image_sizes) -> list[dict]:
+    """``model``'s detections (:func:`detections`) from ``regions`` scored by ``score``, after the
+    model's ``box_refine_iters`` refinement passes."""
+    regions, probs, deltas = refine_regions(score, regions, model.roi_heads.box_coder, image_sizes,
+                                            model.box_refine_iters)
+    return detections(model, probs, deltas, regions, image_sizes)
