@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from core.config import Amp
+from core.config import Amp, ConfigError
 
 from .data.build import DetDataConfig
 
@@ -126,6 +126,9 @@ def build_model(m: DetModelConfig, num_classes: int, layout: dict | None = None)
     nothing read from disk, nothing frozen."""
     from .model import googlenet_faster_rcnn
 
+    if m.box_refine_iters < 0 or (m.box_refine_iters and not m.bbox_reg):
+        raise ConfigError(f"model.box_refine_iters={m.box_refine_iters}: a count >= 0, and 0 with model.bbox_reg: "
+                          "false (a head without box regression never moves a box)")
     backbone = ({"weights": m.weights, "variant": m.variant, "norm": m.norm, "trainable_from": m.trainable_from}
                 if layout is None else
                 {"weights": None, "variant": layout["variant"], "norm": layout["norm"],

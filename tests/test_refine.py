@@ -8,6 +8,8 @@ import pytest
 import torch
 from torchvision.models.detection._utils import BoxCoder
 
+from core.config import ConfigError, load_config
+from detector.config import DetConfig, build_model
 from detector.ensemble import check_compatible, detect_shared
 from detector.model import googlenet_faster_rcnn
 from detector.refine import refine_regions
@@ -89,3 +91,9 @@ def test_refinement_needs_box_regression_and_members_that_agree(refining_model):
     plain = googlenet_faster_rcnn(3, head="fpn", **SMALL).eval()
     with pytest.raises(ValueError, match="refines its boxes 0 times, member 0 2"):
         check_compatible([refining_model, plain])
+
+
+def test_the_config_refuses_refinement_without_box_regression():
+    cfg = load_config(DetConfig, None, ["model.bbox_reg=false", "model.box_refine_iters=2"])
+    with pytest.raises(ConfigError, match="model.box_refine_iters=2"):
+        build_model(cfg.model, 3)
