@@ -222,8 +222,8 @@ def tiny(toy: str, work: str, files: str, *extra: str) -> list[str]:
     return ["configs/toy_det.yaml", f"data.root={toy}", "data.toy=false", f"work_dir={work}", "model.weights=null",
             "data.workers=0", "data.scales=[96]", "data.test_scale=96", "data.max_size=160", "data.negatives=1.0",
             "batch_size=2", "epochs=1", "progress=false", "model.head=c4", "model.bbox_reg=false",
-            f"data.proposals={files}", "model.rpn_post_nms_top_n_train=32", "model.box_batch_size_per_image=16",
-            "model.rpn_post_nms_top_n_test=16", *extra]
+            "model.box_refine_iters=0", f"data.proposals={files}", "model.rpn_post_nms_top_n_train=32",
+            "model.box_batch_size_per_image=16", "model.rpn_post_nms_top_n_test=16", *extra]
 
 
 @pytest.fixture(scope="module")
@@ -313,8 +313,8 @@ def test_every_member_scores_the_same_regions(monkeypatch, source):
     images = [torch.rand(3, 64, 96), torch.rand(3, 64, 96)]
     external = [torch.tensor([[0.0, 0.0, 40.0, 30.0], [10.0, 5.0, 90.0, 60.0]]), torch.tensor([[5.0, 5.0, 50.0, 50.0]])]
     seen = []
-    head = ensemble._head
-    monkeypatch.setattr(ensemble, "_head", lambda m, f, boxes, sizes: seen.append([x.clone() for x in boxes])
+    head = ensemble.head_outputs
+    monkeypatch.setattr(ensemble, "head_outputs", lambda m, f, boxes, sizes: seen.append([x.clone() for x in boxes])
                         or head(m, f, boxes, sizes))
     ensemble.detect_shared([a, b], images, external=external)
     assert len(seen) == 2 and all(torch.equal(x, y) for x, y in zip(seen[0], seen[1]))
