@@ -61,7 +61,8 @@ def test_a_short_run_writes_the_final_model_with_its_config_and_classes(toy, tmp
 
 
 def test_missing_data_is_one_line_exit_2(tmp_path):
-    out = run([TOOL, "configs/toy_det.yaml", f"data.root={tmp_path / 'none'}", "data.toy=false"])
+    out = run([TOOL, "configs/toy_det.yaml", f"data.root={tmp_path / 'none'}", "data.toy=false",
+               f"work_dir={tmp_path}"])  # not the clone's work_dirs, where a trained member may already be
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "data.root=" in lines[0] and "none" in lines[0]
