@@ -3,11 +3,12 @@
 Box refinement (``model.box_refine_iters``): the region head's regressed box of each region, at the
 region's most likely object class, is pooled and scored again, and so on ``iters`` times; every
 pass's predictions join the first's before the per-class NMS. This is the "box refinement" of the
-ResNet ILSVRC/COCO 2015 detection entries (He et al. 2016, appendix A: "we pool a new feature from
-the regressed box ... and combine these 300 new predictions with the original 300") and Gidaris &
+ResNet ILSVRC/COCO 2015 detection entries (He et al. 2016, appendix B: a new feature pooled from
+each regressed box gives a new score and box, and the new predictions join the original ones) and Gidaris &
 Komodakis's iterative localization (ICCV 2015). A region head trained on regions around objects
 places a box better from a start close to the object than from a loose proposal: on the demo's
-miniature two passes take the six-model ensemble from 76.8% to 90.6% mAP (README "Inference").
+miniature two passes take the six-model ensemble from 76.8% to 90.6% mAP (README "What makes
+it learn", third round).
 
 One function serves a single detector (:class:`~detector.model.GoogLeNetFasterRCNN` in eval mode)
 and the ``shared`` ensemble (:mod:`detector.ensemble`), so an ensemble of one detects as its
