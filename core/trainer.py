@@ -19,7 +19,9 @@ uninterrupted run would have drawn.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -28,9 +30,12 @@ from torch import Tensor, nn
 
 from . import checkpoint as ckpt_io
 from .errors import NonFiniteLoss
+from .progress import progress_bar
 from .records import Records, log
+from .seeding import step_seed
 
 OnStep = Callable[[int, dict], None]
+Autocast = Callable[[], contextlib.AbstractContextManager]
 
 
 class Trainer:
@@ -120,7 +125,72 @@ class Trainer:
         self.records.close()
 
 
-# -- what every train_one_epoch does at each step -------------------------------------------------
+# -- the step loop every task's train_one_epoch runs ---------------------------------------------
+
+# A task's part of a training step: the batch -> ``(loss to minimise, named loss terms to log (may
+# be empty), images in the batch)``, or None when the batch has nothing to train on (every image in
+# it was unreadable). Runs under autocast; moves the batch to the device itself.
+LossFn = Callable[[Any], "tuple[Tensor, dict[str, Tensor], int] | None"]
+
+
+def train_steps(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer,
+                lr_for_step: Callable[[int], float], loss_of: LossFn, *, epoch: int, epochs: int,
+                steps_per_epoch: int, start_step: int, seed: int, rank: int = 0,
+                scaler: torch.amp.GradScaler | None = None, autocast: Autocast = contextlib.nullcontext,
+                grad_clip: float | None = None, after_update: Callable[[int], None] | None = None,
+                on_step: OnStep | None = None, progress: bool = True, max_steps: int | None = None) -> dict:
+    """One epoch's steps over ``loader`` (which starts at ``start_step``), the same for every task.
+
+    Each batch is a step of the position: one whose images were all unreadable trains nothing but
+    still counts, so an epoch always ends at ``steps_per_epoch`` and a resumed run continues at the
+    batch the uninterrupted run would take. For every other batch: the learning rate and the step's
+    seed (``core.seeding``) from the global step; ``loss_of`` under ``autocast``; the loss averaged
+    over the processes, a non-finite one stopping the run (:class:`NonFiniteLoss`, every process
+    alike); backward and the optimiser step; ``after_update(global step)`` (weight averaging), then
+    ``on_step(step, stats)`` (the log and mid-epoch checkpoints). Stops after ``max_steps`` in all.
+    Returns ``steps_done`` (the position reached), ``images``, ``seconds`` and the mean loss terms."""
+    model.train()
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    bar = progress_bar(total=steps_per_epoch, initial=start_step, desc=f"epoch {epoch + 1}/{epochs}", enabled=progress)
+    step, trained, seen, tic = start_step, 0, 0, time.perf_counter()
+    sums: dict[str, float] = {}
+    for batch in loader:
+        global_step = epoch * steps_per_epoch + step
+        if max_steps is not None and global_step >= max_steps:
+            break
+        step += 1
+        lr = lr_for_step(global_step)
+        set_lr(optimizer, lr)
+        torch.manual_seed(step_seed(seed, global_step, rank))
+        with autocast():
+            out = loss_of(batch)
+        if out is None:  # every image of the batch unreadable (the data report lists them)
+            bar.update(1)
+            continue
+        loss, terms, n = out
+        parts = [loss, *terms.values()]
+        reported = mean_over_processes(torch.stack([v.detach().float() for v in parts]))
+        if not torch.isfinite(reported).all():
+            detail = ", ".join(f"{k} {v:.3g}" for k, v in zip(terms, reported[1:].tolist()))
+            raise NonFiniteLoss(f"loss is {reported[0].item()} at epoch {epoch + 1}, step {step} (global step "
+                                f"{global_step + 1}{'; ' + detail if detail else ''})")
+        optimizer_step(loss, optimizer, scaler, grad_clip)
+        if after_update is not None:
+            after_update(global_step + 1)
+        trained, seen = trained + 1, seen + n * world
+        stats = {"epoch": epoch, "step": step, "global_step": global_step + 1, "loss": reported[0].item(), "lr": lr,
+                 "images_per_s": seen / max(time.perf_counter() - tic, 1e-9),
+                 **dict(zip(terms, reported[1:].tolist()))}
+        for k in ("loss", *terms):
+            sums[k] = sums.get(k, 0.0) + stats[k]
+        bar.set_postfix(loss=f"{stats['loss']:.3f}", lr=f"{lr:.2e}", ips=f"{stats['images_per_s']:.1f}")
+        bar.update(1)
+        if on_step is not None:
+            on_step(step, stats)
+    bar.close()
+    return {"steps_done": step, "images": seen, "seconds": time.perf_counter() - tic,
+            **{k: v / max(trained, 1) for k, v in sums.items()}}
+
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     """Every group at ``lr`` times its ``lr_mult`` (1 if it has none; Caffe's per-blob multiplier)."""

@@ -10,7 +10,8 @@
 A call returns a list of :class:`Detections`, one per image, always (a single image gives a list
 of one): boxes are xyxy in the original image's pixels. Images are resized to the config's test
 scale as ``eval_map.py`` resizes them, and batched only with images of the same resized size, so
-a batch gives each image what it alone would get.
+a batch gives each image what it alone would get. The models run through
+:mod:`detector.inference`, as everywhere else: this module reads inputs and shapes outputs.
 """
 
 from __future__ import annotations
@@ -29,12 +30,10 @@ from core.runtime import select_device
 
 from .data.dataset import to_tensor
 from .data.transforms import resize_image
-from .engine import rescaled
-from .ensemble import check_compatible, detect_shared, fuse_detections
-from .eval_map import METHODS
+from .ensemble import check_compatible
 from .evaluation import ImageDetections
 from .final import load_final
-from .tta import merge_views, views
+from .inference.predict import Predictor, merge_views, views
 from .visualize import draw_boxes
 
 Image = str | np.ndarray  # a path, or an RGB uint8 array [H, W, 3]
@@ -81,28 +80,24 @@ def expand_inputs(inputs: Image | Sequence[Image]) -> list[Image]:
 
 
 class Detector:
-    """Trained members (one, or an ensemble combined by ``method``) on one device."""
+    """Trained members (one, or an ensemble combined by ``method``) on one device. Every image is
+    run through :class:`~detector.inference.predict.Predictor`, the path ``eval_map.py`` takes:
+    resized to the test scale (and, with ``tta``, to each of ``tta_scales``, each view also mirrored,
+    the views merged), batched only with images of the same resized size."""
 
     def __init__(self, models: list[torch.nn.Module], class_names: list[str], test_scale: int, max_size: int,
                  device: torch.device, method: str = "shared", min_score: float = 0.0, fuse_iou: float = 0.55,
                  batch_size: int = 4, max_proposals: int = 2000, tta: bool = False,
                  tta_scales: Sequence[int] = ()) -> None:
-        if not models:
-            raise ValueError("a Detector needs at least one model")
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-        check_compatible(models)
-        self.models = [m.to(device).eval() for m in models]
+        self.predictor = Predictor([m.to(device) for m in models], method, fuse_iou)
         self.class_names = list(class_names)
-        self.test_scale, self.max_size = test_scale, max_size
+        self.max_size = max_size
         self.device = device
-        self.method = method
         self.min_score = min_score
         self.fuse_iou = fuse_iou
         self.batch_size = batch_size
         self.max_proposals = max_proposals
-        self.tta = tta  # each image also mirrored and at tta_scales, merged (detector/tta.py)
-        self.tta_scales = list(tta_scales)
+        self.views = views(test_scale, list(tta_scales) if tta else None)
 
     @classmethod
     def from_checkpoint(cls, path: str, device: str = "auto", **kwargs) -> Detector:
@@ -134,60 +129,39 @@ class Detector:
     def __call__(self, inputs: Image | Sequence[Image]) -> list[Detections]:
         """Detections for each image of ``inputs`` (see :func:`expand_inputs`), in order."""
         items = expand_inputs(inputs)
-        out: list[Detections | None] = [None] * len(items)
+        out: list[Detections] = []
         for start in range(0, len(items), self.batch_size):
-            chunk = list(range(start, min(start + self.batch_size, len(items))))
-            images = {i: (read_image(items[i]) if isinstance(items[i], str) else items[i]) for i in chunk}
-            resized = {i: resize_image(images[i], self.test_scale, self.max_size) for i in chunk}
-            by_shape: dict[tuple, list[int]] = {}
-            for i in chunk:
-                by_shape.setdefault(resized[i].shape, []).append(i)
-            for group in by_shape.values():
-                dets = self._detect([images[i] for i in group], [resized[i] for i in group])
-                for i, d in zip(group, dets):
-                    out[i] = self._result(d, images[i].shape[:2], items[i] if isinstance(items[i], str) else "")
-        return out  # type: ignore[return-value]
-
-    def _detect(self, originals: list[np.ndarray], resized: list[np.ndarray]) -> list[ImageDetections]:
-        """Detections in the original images' pixels for images of one resized shape; with ``tta``,
-        each image's merged over the views (mirrored ones mirrored back), one image at a time."""
-        if not self.tta:
-            return self._plain(originals, resized)
-        out = []
-        for o in originals:
-            per_view = []
-            for scale, flip in views(self.test_scale, self.tta_scales):
-                img = np.ascontiguousarray(o[:, ::-1]) if flip else o
-                (d,) = self._plain([img], [resize_image(img, scale, self.max_size)])
-                per_view.append(_mirrored(d, o.shape[1]) if flip else d)
-            out.append(merge_views(per_view, o.shape[:2], self.fuse_iou))
+            chunk = items[start:start + self.batch_size]
+            images = [read_image(x) if isinstance(x, str) else x for x in chunk]
+            dets = self._detect(images)
+            out += [self._result(d, im.shape[:2], x if isinstance(x, str) else "")
+                    for d, im, x in zip(dets, images, chunk)]
         return out
 
-    def _plain(self, originals: list[np.ndarray], resized: list[np.ndarray]) -> list[ImageDetections]:
-        """Detections in the original images' pixels for images of one resized shape."""
-        tensors = [to_tensor(r).to(self.device) for r in resized]
-        external = self._regions(originals, resized)
-        if len(self.models) > 1 and self.method == "shared":
-            preds = detect_shared(self.models, tensors, external=external)[0]
-        elif len(self.models) == 1:
-            preds = self.models[0](tensors, proposals=external)
-        else:
-            per = [m(tensors, proposals=external) for m in self.models]
-            return [fuse_detections([rescaled(p[j], o.shape[:2], r.shape[:2]) for p in per], self.method,
-                                    self.fuse_iou, o.shape[:2]) for j, (o, r) in enumerate(zip(originals, resized))]
-        return [rescaled(p, o.shape[:2], r.shape[:2]) for p, o, r in zip(preds, originals, resized)]
+    def _detect(self, images: list[np.ndarray]) -> list[ImageDetections]:
+        """Each image's detections in its own pixels, merged over the views."""
+        regions = [self._regions(im) for im in images] if self.predictor.external else None
+        per_view: list[list[ImageDetections]] = [[] for _ in images]
+        for scale, mirrored in self.views:
+            resized = [resize_image(im, scale, self.max_size) for im in images]
+            by_shape: dict[tuple, list[int]] = {}
+            for i, r in enumerate(resized):
+                by_shape.setdefault(r.shape, []).append(i)
+            for group in by_shape.values():
+                props = None if regions is None else [
+                    torch.from_numpy(regions[i] / _scale_xyxy(images[i], resized[i])).to(self.device) for i in group]
+                dets, _ = self.predictor.detect([to_tensor(resized[i]).to(self.device) for i in group], props,
+                                                [images[i].shape[:2] for i in group], mirrored)
+                for i, d in zip(group, dets):
+                    per_view[i].append(d)
+        return [merge_views(v, im.shape[:2], self.fuse_iou) for v, im in zip(per_view, images)]
 
-    def _regions(self, originals: list[np.ndarray], resized: list[np.ndarray]) -> list[torch.Tensor] | None:
-        """Selective Search's boxes (the entry's fast setting) for members trained on external
-        proposals, in the resized images' pixels; None for RPN members."""
-        if self.models[0].proposal_source == "rpn":
-            return None
+    def _regions(self, image: np.ndarray) -> np.ndarray:
+        """Selective Search's boxes (the entry's fast setting) in the image's pixels, for members
+        trained on external proposals."""
         from .proposals.selective_search import SelectiveSearch
 
-        ss = SelectiveSearch("fast")
-        scales = [np.array([o.shape[1] / r.shape[1], o.shape[0] / r.shape[0]] * 2, np.float32)
-                  for o, r in zip(originals, resized)]
-        return [torch.from_numpy(ss(o)[: self.max_proposals] / s).to(self.device) for o, s in zip(originals, scales)]
+        return SelectiveSearch("fast")(image)[: self.max_proposals]
 
     def _result(self, d: ImageDetections, size: tuple[int, int], source: str) -> Detections:
         keep = d.scores >= self.min_score
@@ -202,9 +176,6 @@ class Detector:
         return draw_boxes(rgb, dets.boxes, dets.labels, self.class_names, scores=dets.scores)[:, :, ::-1].copy()
 
 
-def _mirrored(d: ImageDetections, width: int) -> ImageDetections:
-    """Detections on a mirrored image, in the image's own pixels."""
-    b = d.boxes
-    return ImageDetections(np.stack([width - b[:, 2], b[:, 1], width - b[:, 0], b[:, 3]], 1).astype(np.float32),
-                           d.scores, d.labels)
-
+def _scale_xyxy(original: np.ndarray, resized: np.ndarray) -> np.ndarray:
+    """[4] how many of ``original``'s pixels make one of ``resized``'s, for xyxy boxes."""
+    return np.array([original.shape[1] / resized.shape[1], original.shape[0] / resized.shape[0]] * 2, np.float32)

@@ -45,7 +45,12 @@ def clip_xyxy(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
     return b
 
 
-def hflip_xyxy(boxes: np.ndarray, width: int) -> np.ndarray:
-    """[N, 4] xyxy of an image ``width`` wide -> the boxes of its mirror image."""
+def hflip_xyxy(boxes, width: float):
+    """[N, 4] xyxy (NumPy, or a torch tensor on any device) of an image ``width`` wide -> [N, 4]
+    the boxes of its mirror image, of the same kind."""
+    if not isinstance(boxes, np.ndarray) and hasattr(boxes, "clone"):  # a tensor: no torch import for NumPy callers
+        out = boxes[:, [2, 1, 0, 3]].clone()
+        out[:, [0, 2]] = width - out[:, [0, 2]]
+        return out
     b = np.asarray(boxes, np.float32).reshape(-1, 4)
     return np.stack([width - b[:, 2], b[:, 1], width - b[:, 0], b[:, 3]], axis=1)

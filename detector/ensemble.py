@@ -14,7 +14,8 @@
   batched once for all members; each member runs its trunk and RPN once, and its head once per
   refinement pass (no region is scored twice: the union is cut to one member's number of regions).
 * ``nms`` and ``wbf`` (weighted boxes fusion, Solovyev et al. 2019, through the ``ensemble-boxes``
-  package) combine the members' final detections, so they need only the members' cached results.
+  package) combine the members' final detections
+  (:func:`detector.inference.predict.fuse_detections`), so they need only the members' cached results.
 
 ``detect_shared`` can also return each member's own detections from the same pass (its own
 proposals through its own head), so scoring the members and the ensemble costs one trunk pass per
@@ -23,19 +24,13 @@ member and image.
 
 from __future__ import annotations
 
-from typing import Literal
-
-import numpy as np
 import torch
 from torch import Tensor
 from torchvision.models.detection.rpn import concat_box_prediction_layers
 from torchvision.ops import boxes as box_ops
 
-from .evaluation import ImageDetections
 from .model import GoogLeNetFasterRCNN
 from .refine import detect_regions, head_outputs
-
-Method = Literal["shared", "nms", "wbf"]  # eval_map's METHODS, the same three
 
 
 def check_compatible(models: list[GoogLeNetFasterRCNN]) -> None:
@@ -155,28 +150,3 @@ def region_probabilities(models: list[GoogLeNetFasterRCNN], images: list[Tensor]
     boxes = [r.to(batch.tensors.device, torch.float32) for r in regions]
     probs = sum(head_outputs(m, m.backbone(batch.tensors), boxes, batch.image_sizes)[0] for m in models) / len(models)
     return list(probs.split([len(b) for b in boxes]))
-
-
-def fuse_detections(per_member: list[ImageDetections], method: Literal["nms", "wbf"], iou: float, size: tuple[int, int],
-                    max_dets: int = 100) -> ImageDetections:
-    """One image's detections from the members' final detections: per-class NMS over their union,
-    or weighted boxes fusion (boxes averaged by score within each cluster; a cluster found by fewer
-    members scores lower)."""
-    if method == "nms":
-        boxes = torch.from_numpy(np.concatenate([d.boxes for d in per_member]).astype(np.float32))
-        scores = torch.from_numpy(np.concatenate([d.scores for d in per_member]).astype(np.float32))
-        labels = torch.from_numpy(np.concatenate([d.labels for d in per_member]).astype(np.int64))
-        keep = box_ops.batched_nms(boxes, scores, labels, iou)[:max_dets]
-        return ImageDetections(boxes[keep].numpy(), scores[keep].numpy(), labels[keep].numpy())
-    from ensemble_boxes import weighted_boxes_fusion  # optional: only this method needs it
-
-    h, w = size
-    scale = np.array([w, h, w, h], np.float64)
-    boxes = [(d.boxes / scale).clip(0, 1) for d in per_member]
-    if not any(len(b) for b in boxes):
-        return ImageDetections.empty()
-    b, s, lab = weighted_boxes_fusion(boxes, [d.scores for d in per_member], [d.labels for d in per_member],
-                                      iou_thr=iou, skip_box_thr=0.0)
-    order = np.argsort(-s, kind="stable")[:max_dets]
-    return ImageDetections((b[order] * scale).astype(np.float32), s[order].astype(np.float32),
-                           lab[order].astype(np.int64))

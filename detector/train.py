@@ -24,9 +24,10 @@ from core.trainer import Trainer
 from .config import RUNTIME_KEYS, DetConfig, build_model, build_optimizer, build_schedule
 from .data.build import build_detection_data
 from .data.dataset import GroupedBatchSampler, collate, shape_batches
-from .engine import predict, train_one_epoch
+from .engine import train_one_epoch
 from .evaluation import evaluate_ilsvrc, evaluate_voc
 from .final import FINAL_NAME, read_final, save_final
+from .inference.predict import Predictor, predict
 
 
 def score(cfg: DetConfig, model: nn.Module, val_ds, val_index, device, autocast, stage: str = "evaluation") -> dict:
@@ -36,7 +37,8 @@ def score(cfg: DetConfig, model: nn.Module, val_ds, val_index, device, autocast,
     loader = DataLoader(val_ds, batch_sampler=batches, num_workers=cfg.data.workers, collate_fn=collate,
                         pin_memory=device.type == "cuda")
     skipped = DataReport()
-    dets = predict(model, Collecting(loader, skipped), device, len(val_ds), autocast, cfg.progress)
+    dets, _ = predict(Predictor([model], autocast=autocast), Collecting(loader, skipped), device, len(val_ds),
+                      progress=cfg.progress)
     publish(skipped, stage.replace("_", " "), report_path(cfg.out_dir, stage), log)
     n = len(val_index.classes)
     res = (evaluate_ilsvrc(val_index.records, dets, n) if cfg.eval_metric == "ilsvrc"

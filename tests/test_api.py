@@ -163,13 +163,14 @@ def test_flip_tta_of_a_mirror_symmetric_image_gives_mirror_symmetric_boxes(membe
     assert len(d) and not np.array_equal(d.boxes, plain.boxes)  # the views were merged, not passed through
 
 
-def test_flipped_runs_the_model_on_the_mirror_image(member, image):
+def test_a_mirrored_view_runs_the_model_on_the_mirror_image(member, image):
+    from detector.box_ops import hflip_xyxy
     from detector.final import load_final
-    from detector.tta import Flipped, flip_xyxy
+    from detector.inference.predict import Predictor
 
-    model = load_final(member)[0]
+    predictor = Predictor([load_final(member)[0]])
     img = torch.from_numpy(symmetric(image)).permute(2, 0, 1).float() / 255
-    with torch.inference_mode():
-        plain, flipped = model([img])[0], Flipped(model)([img])[0]
-    assert torch.equal(flipped["labels"], plain["labels"])
-    torch.testing.assert_close(flipped["boxes"], flip_xyxy(plain["boxes"], 200), atol=1e-3, rtol=0)
+    (plain,), _ = predictor.detect([img], None, [(120, 200)])
+    (mirrored,), _ = predictor.detect([img], None, [(120, 200)], mirrored=True)
+    assert mirrored.labels.tolist() == plain.labels.tolist()
+    np.testing.assert_allclose(mirrored.boxes, hflip_xyxy(plain.boxes, 200), atol=1e-3, rtol=0)

@@ -229,18 +229,9 @@ def test_tta_scores_each_member_over_the_views_and_is_cached(trained, tmp_path):
     assert again.returncode == 0 and again.stderr.count("cached detections") == 4
 
 
-def test_the_command_line_offers_the_methods_the_ensemble_has():
-    from typing import get_args
-
-    from detector.ensemble import Method
-    from detector.eval_map import METHODS
-
-    assert get_args(Method) == METHODS
-
-
 def test_fuse_nms_keeps_the_best_of_overlapping_boxes():
-    from detector.ensemble import fuse_detections
     from detector.evaluation import ImageDetections
+    from detector.inference.predict import fuse_detections
 
     a = ImageDetections(np.array([[10, 10, 50, 50]], np.float32), np.array([0.9], np.float32), np.array([1]))
     b = ImageDetections(np.array([[12, 10, 52, 50], [60, 60, 90, 90]], np.float32), np.array([0.8, 0.7], np.float32),

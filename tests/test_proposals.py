@@ -16,10 +16,10 @@ import pytest
 import torch
 
 from detector import ensemble
+from detector.data.proposals import ProposalError, Proposals, aligned, load_proposals, save_proposals
 from detector.data.sample import ImageRecord
 from detector.data.toy import make_toy_ilsvrc
 from detector.model import googlenet_faster_rcnn
-from detector.proposals import ProposalError, Proposals, aligned, load_proposals, save_proposals
 from detector.proposals.recall import recall_table
 from detector.proposals.selective_search import OPENCV_CONTRIB, SelectiveSearch
 

@@ -13,8 +13,9 @@ import torch
 from detector.config import DetOptimConfig, build_optimizer
 from detector.data.build import DetDataConfig, build_detection_data
 from detector.data.dataset import collate
-from detector.engine import lr_at, predict, train_one_epoch
+from detector.engine import lr_at, train_one_epoch
 from detector.evaluation import evaluate_voc
+from detector.inference.predict import Predictor, predict
 from detector.model import googlenet_faster_rcnn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,7 +64,7 @@ def test_both_heads_overfit_four_real_photos_from_scratch(head, lr, regions, los
                             seed=0, grad_clip=5.0, progress=False, on_step=lambda s, st: losses.append(st["loss"]))
     assert stats["steps_done"] == steps
     first, last = np.mean(losses[:10]), np.mean(losses[-10:])
-    dets = predict(model, [batch], torch.device("cpu"), len(records))
+    dets, _ = predict(Predictor([model]), [batch], torch.device("cpu"), len(records))
     found = evaluate_voc(records, dets, 80)["map"]
     print(f"{head}: loss {first:.3f} -> {last:.3f}, VOC mAP@0.5 on its training photos {found:.3f}")
     assert last < loss_ratio * first, (losses[:10], losses[-10:])

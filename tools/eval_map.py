@@ -21,8 +21,9 @@ import argparse
 from core.cli import config_and_overrides, run_guarded
 from core.config import load_config
 from detector.config import DetConfig
-from detector.eval_map import METHODS, METRICS, EvalRequest, run
+from detector.eval_map import METRICS, EvalRequest, run
 from detector.evaluation.coco import COCO_BACKENDS
+from detector.inference import METHODS
 
 DEFAULT_CONFIG = "configs/ilsvrc_det.yaml"
 

@@ -24,7 +24,7 @@ from core.data import read_image
 from core.errors import BadImageError
 from core.progress import progress_bar
 from detector.api import Detector, expand_inputs
-from detector.eval_map import METHODS
+from detector.inference import METHODS
 from detector.media import VideoOutput, frames, is_video, open_capture
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -14,10 +13,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from core.errors import NonFiniteLoss
 from core.progress import progress_bar
-from core.seeding import step_seed
-from core.trainer import mean_over_processes, optimizer_step, set_lr
+from core.trainer import train_steps
 
 from ..aux import aux_loss
 from .averaging import WeightAverage
@@ -65,55 +62,31 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
                     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
                     channels_last: bool = False, on_step: Callable[[int, dict], None] | None = None,
                     progress: bool = True, max_steps: int | None = None) -> dict:
-    """One pass over ``loader`` (which starts at ``start_step`` of the epoch). ``model`` returns
-    ``(logits, aux1, aux2)``; the loss is main + 0.3 x (aux1 + aux2). ``on_step(step, stats)`` runs
-    after every optimiser step (checkpointing). Stops early after ``max_steps`` steps in total."""
-    model.train()
-    world = dist.get_world_size() if dist.is_initialized() else 1
-    steps = schedule.steps_per_epoch
-    bar = progress_bar(total=steps, initial=start_step, desc=f"epoch {epoch + 1}/{schedule.epochs}", enabled=progress)
-    totals = {"loss": 0.0, "n": 0, "skipped": 0}
-    step = start_step
-    tic = time.perf_counter()
-    for batch in loader:
-        global_step = epoch * steps + step
-        if max_steps is not None and global_step >= max_steps:
-            break
-        totals["skipped"] += batch.skipped
+    """One pass over ``loader`` (which starts at ``start_step`` of the epoch) through
+    ``core.trainer.train_steps``. ``model`` returns ``(logits, aux1, aux2)``; the loss is main +
+    0.3 x (aux1 + aux2) (paper §5), its three parts logged. ``average`` (Polyak / EMA) is updated
+    after every optimiser step, before ``on_step`` checkpoints."""
+
+    def loss_of(batch) -> tuple[torch.Tensor, dict[str, torch.Tensor], int] | None:
         if batch.labels.numel() == 0:
-            continue
-        lr = schedule.lr_at(global_step)
-        set_lr(optimizer, lr)
-        torch.manual_seed(step_seed(seed, global_step, rank))
+            return None
         images = batch.images.to(device, non_blocking=True)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         labels = batch.labels.to(device, non_blocking=True)
-        with autocast():
-            logits, aux1, aux2 = model(images)
-            loss = aux_loss(F.cross_entropy(logits.float(), labels), F.cross_entropy(aux1.float(), labels),
-                            F.cross_entropy(aux2.float(), labels))
-        reported = mean_over_processes(loss.detach().clone())
-        if not torch.isfinite(reported):
-            raise NonFiniteLoss(f"loss is {reported.item()} at epoch {epoch + 1}, step {step + 1} (global step "
-                                f"{global_step + 1})")
-        optimizer_step(loss, optimizer, scaler)
-        if average is not None:
-            average.update(model.module if hasattr(model, "module") else model, global_step + 1)
-        step += 1
-        n = labels.shape[0] * world
-        totals["loss"] += reported.item() * n
-        totals["n"] += n
-        elapsed = time.perf_counter() - tic
-        stats = {"epoch": epoch, "step": step, "global_step": global_step + 1, "loss": reported.item(), "lr": lr,
-                 "images_per_s": totals["n"] / max(elapsed, 1e-9)}
-        bar.set_postfix(loss=f"{stats['loss']:.3f}", lr=f"{lr:.2e}", ips=f"{stats['images_per_s']:.1f}")
-        bar.update(1)
-        if on_step is not None:
-            on_step(step, stats)
-    bar.close()
-    return {"loss": totals["loss"] / max(totals["n"], 1), "images": totals["n"], "skipped": totals["skipped"],
-            "steps_done": step, "seconds": time.perf_counter() - tic}
+        logits, aux1, aux2 = model(images)
+        terms = {"loss_main": F.cross_entropy(logits.float(), labels),
+                 "loss_aux1": F.cross_entropy(aux1.float(), labels),
+                 "loss_aux2": F.cross_entropy(aux2.float(), labels)}
+        return aux_loss(*terms.values()), terms, labels.shape[0]
+
+    def update_average(global_step: int) -> None:
+        average.update(model.module if hasattr(model, "module") else model, global_step)
+
+    return train_steps(model, loader, optimizer, schedule.lr_at, loss_of, epoch=epoch, epochs=schedule.epochs,
+                       steps_per_epoch=schedule.steps_per_epoch, start_step=start_step, seed=seed, rank=rank,
+                       scaler=scaler, autocast=autocast, after_update=update_average if average else None,
+                       on_step=on_step, progress=progress, max_steps=max_steps)
 
 
 def crop_probabilities(backbone: nn.Module, images: torch.Tensor, channels_last: bool = False) -> torch.Tensor:

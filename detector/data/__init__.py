@@ -1,5 +1,6 @@
 """Detection data: readers (ILSVRC DET, Pascal VOC, COCO) that yield one sample type, transforms,
-batching grouped by aspect ratio, and the miniature ILSVRC.
+batching grouped by aspect ratio, precomputed proposals files (``proposals``), and the miniature
+ILSVRC.
 
 The readers are NumPy only; the dataset and transforms (torch, albumentations) load on first use
 of their names, so that reading an index (``eval_map.py --detections``) loads neither."""

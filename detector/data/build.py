@@ -10,7 +10,7 @@ from core.config import ConfigError
 from core.data import configured_path, first_file
 from core.errors import DataError
 
-from ..proposals.store import RecordProposals, aligned, load_proposals
+from .proposals import RecordProposals, aligned, load_proposals
 from .coco import COCODet
 from .ilsvrc import BLACKLIST_NAME, MAP_DET, ILSVRCDet
 from .index_cache import default_cache_dir

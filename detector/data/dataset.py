@@ -15,7 +15,7 @@ from core.errors import BadImageError
 from core.seeding import epoch_seed, sample_seed
 
 from ..box_ops import clip_xyxy
-from ..proposals.store import RecordProposals
+from .proposals import RecordProposals
 from .sample import DataReport, DetSample, ImageRecord
 from .transforms import DetTransform, resized_size
 
@@ -42,7 +42,7 @@ def load_sample(rec: ImageRecord) -> DetSample:
 
 
 class DetectionDataset(Dataset):
-    """``proposals``: each record's external region proposals (``detector.proposals``), carried by
+    """``proposals``: each record's external region proposals (:mod:`.proposals`), carried by
     its sample through the same transforms as its boxes."""
 
     def __init__(self, records: list[ImageRecord], transform: DetTransform | None, seed: int = 0,
@@ -103,6 +103,14 @@ def images_to(images: list[torch.Tensor], device: torch.device, non_blocking: bo
         im = im.to(device, non_blocking=non_blocking)
         out.append(im.float().div_(255.0) if im.dtype == torch.uint8 else im)
     return out
+
+
+def proposals_of(batch_targets: list[dict], device: torch.device) -> list[torch.Tensor] | None:
+    """A batch's external region proposals (``[P, 4]`` per image, in its resized pixels), or None
+    when it carries none."""
+    if not batch_targets or "proposals" not in batch_targets[0]:
+        return None
+    return [t["proposals"].to(device) for t in batch_targets]
 
 
 def to_target(s: DetSample) -> dict:

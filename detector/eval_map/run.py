@@ -2,8 +2,8 @@
 the tables (``tools/eval_map.py`` parses the command line and calls it).
 
 Scoring a results file (``--detections``) runs no model, so it loads neither torch nor the
-models: the modules that do (``inference``, ``final``, ``core.runtime``) are imported where the
-models are run."""
+models: the modules that do (``detections``, ``final``, ``core.runtime``) are imported where the
+models are run (through :mod:`detector.inference`)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,6 @@ from ..evaluation import ImageDetections
 from .ground_truth import GroundTruth, ground_truth
 from .report import boxed_objects, draw, jsonable, plot_pr, print_tables
 from .scoring import read_results, results_name, score, write_results
-
-# how an ensemble combines its members (detector.ensemble.Method: the same three)
-METHODS = ("shared", "nms", "wbf")
 
 
 @dataclass
@@ -80,7 +77,7 @@ def run(cfg: DetConfig, req: EvalRequest) -> dict:
         name = results_name(req.detections)
         dets, seconds, sources = {name: read_results(req.detections, gt)}, {}, {name: req.detections}
     else:
-        from .inference import Plan, detections
+        from .detections import Plan, detections
 
         paths, names = members(cfg, req)
         plan = Plan(paths, names, f"ensemble{len(paths)}_{req.method}" if req.ensemble else None)

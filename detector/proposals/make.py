@@ -30,8 +30,8 @@ from core.records import log
 from ..config import DetConfig
 from ..data.build import build_detection_data
 from ..data.dataset import UNREADABLE
+from ..data.proposals import ProposalError, Proposals, load_proposals, save_proposals
 from .recall import format_table, recall_table
-from .store import ProposalError, Proposals, load_proposals, save_proposals
 
 # images per chunk: the unit of resuming, of sharding and of work handed to a process (small
 # enough that a few dozen images keep two workers busy; ILSVRC's train split is 29k chunks)

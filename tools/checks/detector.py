@@ -16,9 +16,10 @@ from core.runtime import amp_for, amp_name
 from detector.config import DetConfig, build_model
 from detector.data.dataset import DetBatch
 from detector.data.sample import DataReport
-from detector.engine import predict, train_one_epoch
-from detector.ensemble import detect_shared, region_probabilities
+from detector.engine import train_one_epoch
+from detector.ensemble import region_probabilities
 from detector.export import export, load_runner, parity
+from detector.inference.predict import Predictor, predict
 from detector.model import GoogLeNetFasterRCNN
 
 from .common import LOSS_RTOL, PROB_ATOL, Meter, Row, compare, guarded, on, relative
@@ -135,13 +136,9 @@ def _eval(row: Row, device: torch.device, mode: str, nets: list[GoogLeNetFasterR
     for timed in (False, True):  # the first pass (cuDNN's autotuning, allocations) is not timed
         if timed:
             meter.start()
-        if len(moved) == 1:  # what eval_map and training's evaluation run
-            dets = predict(moved[0], [data], device, len(images), autocast)
-            ok = _finite([d.boxes for d in dets], [d.scores for d in dets])
-        else:
-            with autocast():
-                out, _ = detect_shared(moved, images)
-            ok = _finite([d["boxes"] for d in out], [d["scores"] for d in out])
+        # what eval_map, Detector and training's evaluation run: one member, or the shared ensemble
+        dets, _ = predict(Predictor(moved, "shared", autocast=autocast), [data], device, len(images))
+        ok = _finite([d.boxes for d in dets], [d.scores for d in dets])
     row.images_per_s, row.peak_mib = meter.stop(len(images))
     with autocast():
         got = region_probabilities(moved, images, boxes)
@@ -152,7 +149,7 @@ def _eval(row: Row, device: torch.device, mode: str, nets: list[GoogLeNetFasterR
 
 
 def eval_rows(device: torch.device, modes: list[str], size: dict) -> list[Row]:
-    """One evaluation batch (``predict``) and a two-member shared ensemble (``detect_shared``);
+    """One evaluation batch of one member and of a two-member shared ensemble (``Predictor``);
     both compared with the CPU on the class probabilities of the same fixed regions."""
     data = batch(size["det_batch"], size["det_size"], seed=2)
     boxes = regions(data)

@@ -16,18 +16,15 @@ from torch.utils.data import DataLoader, Subset
 
 from core.config import ConfigError
 from core.data_report import Collecting, DataReport, publish_all, report_path
-from core.progress import progress_bar
 from core.records import log
 from core.runtime import amp_for, amp_name
 
 from ..config import DetConfig
-from ..data.dataset import DetectionDataset, collate, images_to, shape_batches
+from ..data.dataset import DetectionDataset, collate, shape_batches
 from ..data.transforms import DetTransform
-from ..engine import predict, proposals_of, to_original
-from ..ensemble import check_compatible, detect_shared, fuse_detections
 from ..evaluation import ImageDetections
 from ..final import load_final
-from ..tta import Flipped, merge_views, views
+from ..inference.predict import Predictor, fuse_detections, merge_views, predict, views
 from .cache import cache_key, load_detections, save_detections
 from .ground_truth import GroundTruth
 
@@ -74,26 +71,6 @@ def gather(dets: list[ImageDetections], world: int) -> list[ImageDetections]:
     return [parts[i % world][i] for i in range(len(dets))]
 
 
-@torch.inference_mode()
-def predict_ensemble(models: list, batches, device: torch.device, n_images: int, autocast,
-                     with_members: bool, progress: bool) -> tuple[list[ImageDetections], list[list[ImageDetections]]]:
-    """The ``shared`` ensemble over ``batches``; with ``with_members`` also each member's own
-    detections from the same pass."""
-    ens = [ImageDetections.empty() for _ in range(n_images)]
-    members = [[ImageDetections.empty() for _ in range(n_images)] for _ in models] if with_members else []
-    for batch in progress_bar(batches, desc=f"ensemble of {len(models)}", enabled=progress, leave=False):
-        if not batch.images:
-            continue
-        with autocast():
-            out, own = detect_shared(models, images_to(batch.images, device), with_members,
-                                     external=proposals_of(batch.targets, device))
-        for j, t in enumerate(batch.targets):
-            ens[t["position"]] = to_original(t, out[j])
-            for k in range(len(own)):
-                members[k][t["position"]] = to_original(t, own[k][j])
-    return ens, members
-
-
 def detections(cfg: DetConfig, req: EvalRequest, plan: Plan, gt: GroundTruth, out: str, device, rank: int,
                world: int) -> tuple[dict[str, list[ImageDetections]], dict[str, float]]:
     """``(detections, inference seconds)`` per result set: the members in order, the ensemble last.
@@ -111,19 +88,18 @@ def detections(cfg: DetConfig, req: EvalRequest, plan: Plan, gt: GroundTruth, ou
     progress = req.progress and rank == 0
     todo = [k for k, s in enumerate(plan.names) if s not in dets]
     if plan.ensemble in fresh and req.method == "shared":  # one pass: the ensemble and the members not cached
-        models = [member(p, cfg, device) for p in plan.paths]
-        check_compatible(models)
+        predictor = Predictor([member(p, cfg, device) for p in plan.paths], "shared", autocast=autocast)
         tic = time.perf_counter()
-        ens, own = predict_ensemble(models, images, device, len(gt.records), autocast, with_members=bool(todo),
-                                    progress=progress)
+        ens, own = predict(predictor, images, device, len(gt.records), with_members=bool(todo), progress=progress,
+                           desc=f"ensemble of {len(plan.paths)}")
         dets[plan.ensemble], seconds[plan.ensemble] = gather(ens, world), time.perf_counter() - tic
         for k in todo:
             dets[plan.names[k]], seconds[plan.names[k]] = gather(own[k], world), float("nan")
         todo, images = [], first.loader
     for k in todo:
-        model = member(plan.paths[k], cfg, device)
+        predictor = Predictor([member(plan.paths[k], cfg, device)], autocast=autocast)
         tic = time.perf_counter()
-        d = predict(model, images, device, len(gt.records), autocast, progress)
+        d, _ = predict(predictor, images, device, len(gt.records), progress=progress)
         dets[plan.names[k]], seconds[plan.names[k]] = gather(d, world), time.perf_counter() - tic
         images = first.loader
     if images is not first:  # a pass ran: what it skipped, from every process
@@ -144,7 +120,8 @@ def detections(cfg: DetConfig, req: EvalRequest, plan: Plan, gt: GroundTruth, ou
                 continue
             fresh.append(s)
             tic = time.perf_counter()
-            dets[s] = predict_tta(member(path, cfg, device), cfg, req, gt, device, rank, world, autocast, progress)
+            predictor = Predictor([member(path, cfg, device)], autocast=autocast)
+            dets[s] = predict_views(predictor, cfg, req, gt, device, rank, world, progress)
             seconds[s] = time.perf_counter() - tic
     if rank == 0:
         for s in fresh:
@@ -152,19 +129,19 @@ def detections(cfg: DetConfig, req: EvalRequest, plan: Plan, gt: GroundTruth, ou
     return {s: dets[s] for s in keys}, seconds
 
 
-def predict_tta(model, cfg: DetConfig, req: EvalRequest, gt: GroundTruth, device: torch.device, rank: int,
-                world: int, autocast, progress: bool) -> list[ImageDetections]:
-    """One member's detections merged over the views (:mod:`detector.tta`): a pass over the split
-    at each scale, plain and mirrored."""
+def predict_views(predictor: Predictor, cfg: DetConfig, req: EvalRequest, gt: GroundTruth, device: torch.device,
+                  rank: int, world: int, progress: bool) -> list[ImageDetections]:
+    """The predictor's detections merged over the test-time views (:func:`views`): a pass over the
+    split at each scale, plain and mirrored."""
     per_view = []
-    for scale, flip in views(cfg.data.test_scale, cfg.data.tta_scales):
+    for scale, mirrored in views(cfg.data.test_scale, cfg.data.tta_scales):
         view = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, test_scale=scale))
         # the split's records and proposals as read once, resized to this view's scale
         ds = DetectionDataset(gt.records, DetTransform((scale,), cfg.data.max_size, train=False), seed=cfg.seed,
                               proposals=gt.dataset.proposals)
         batches = loader(view, dataclasses.replace(gt, dataset=ds), req.batch_size, device, rank, world)
-        per_view.append(gather(predict(Flipped(model) if flip else model, batches, device, len(gt.records), autocast,
-                                       progress), world))
+        per_view.append(gather(predict(predictor, batches, device, len(gt.records), mirrored=mirrored,
+                                       progress=progress)[0], world))
     return [merge_views([v[i] for v in per_view], (r.height, r.width), req.fuse_iou, cfg.model.box_detections_per_img)
             for i, r in enumerate(gt.records)]
 
