@@ -6,6 +6,7 @@ scoring a results file (``eval_map.py --detections``) reads its config without l
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from collections.abc import Callable
@@ -120,29 +121,22 @@ def member_dir(work_dir: str, name: str, k: int) -> str:
 
 
 def build_model(m: DetModelConfig, num_classes: int, layout: dict | None = None) -> GoogLeNetFasterRCNN:
-    """The detector ``m`` describes. Without ``layout``, for training: the backbone from
-    ``m.weights`` (or from scratch), layers before ``m.trainable_from`` frozen. With ``layout`` (a
-    ``model_final.pth``'s ``backbone_layout``), for loading trained weights into: the same network,
-    nothing read from disk, nothing frozen."""
-    from .model import googlenet_faster_rcnn
+    """The detector ``m`` describes: every ``model`` key is the builder's argument of the same name
+    (:func:`detector.model.googlenet_faster_rcnn`, which checks them; a value it refuses is a
+    :class:`ConfigError` naming ``model.<key>``). Without ``layout``, for training: the backbone
+    from ``m.weights`` (or from scratch), layers before ``m.trainable_from`` frozen. With ``layout``
+    (a ``model_final.pth``'s ``backbone_layout``), for loading trained weights into: the same
+    network, nothing read from disk, nothing frozen."""
+    from .model import SettingError, googlenet_faster_rcnn
 
-    if m.box_refine_iters < 0 or (m.box_refine_iters and not m.bbox_reg):
-        raise ConfigError(f"model.box_refine_iters={m.box_refine_iters}: a count >= 0, and 0 with model.bbox_reg: "
-                          "false (a head without box regression never moves a box)")
-    backbone = ({"weights": m.weights, "variant": m.variant, "norm": m.norm, "trainable_from": m.trainable_from}
-                if layout is None else
-                {"weights": None, "variant": layout["variant"], "norm": layout["norm"],
-                 "transform_input": layout["transform_input"], "image_mean": layout["mean"],
-                 "image_std": layout["std"], "trainable_from": None})
-    return googlenet_faster_rcnn(
-        num_classes, head=m.head, bbox_reg=m.bbox_reg, freeze_bn=m.freeze_bn,
-        rpn_pre_nms_top_n_train=m.rpn_pre_nms_top_n_train, rpn_post_nms_top_n_train=m.rpn_post_nms_top_n_train,
-        rpn_pre_nms_top_n_test=m.rpn_pre_nms_top_n_test, rpn_post_nms_top_n_test=m.rpn_post_nms_top_n_test,
-        rpn_batch_size_per_image=m.rpn_batch_size_per_image, box_batch_size_per_image=m.box_batch_size_per_image,
-        box_positive_fraction=m.box_positive_fraction, box_score_thresh=m.box_score_thresh,
-        box_nms_thresh=m.box_nms_thresh, box_detections_per_img=m.box_detections_per_img,
-        proposals=m.proposals, anchor_sizes=m.anchor_sizes, representation_size=m.representation_size,
-        box_refine_iters=m.box_refine_iters, **backbone)
+    kwargs = dataclasses.asdict(m)
+    if layout is not None:
+        kwargs.update(weights=None, variant=layout["variant"], norm=layout["norm"], trainable_from=None,
+                      transform_input=layout["transform_input"], image_mean=layout["mean"], image_std=layout["std"])
+    try:
+        return googlenet_faster_rcnn(num_classes, **kwargs)
+    except SettingError as e:
+        raise ConfigError(f"model.{e}") from None
 
 
 def build_optimizer(model: nn.Module, o: DetOptimConfig, lr: float) -> torch.optim.Optimizer:

@@ -41,6 +41,16 @@ Head = Literal["c4", "fpn"]
 ProposalSource = Literal["rpn", "external", "both"]
 
 
+class SettingError(ValueError):
+    """A builder argument that cannot be used: ``"<key>=<value>: <why>"``. The key is the argument's
+    name, which is also the config key under ``model`` (``detector.config.build_model`` reports it
+    as ``model.<key>``)."""
+
+    def __init__(self, key: str, value: object, why: str) -> None:
+        super().__init__(f"{key}={value!r}: {why}")
+        self.key = key
+
+
 class NoResizeTransform(GeneralizedRCNNTransform):
     """torchvision's R-CNN transform without its resize: the data pipeline has already resized
     each image once (resizing twice would blur it and shift every box by rounding)."""
@@ -143,8 +153,8 @@ class GoogLeNetFasterRCNN(FasterRCNN):
                  box_refine_iters: int = 0, **faster_rcnn_args) -> None:
         super().__init__(backbone, image_mean=image_mean, image_std=image_std, **faster_rcnn_args)
         if box_refine_iters < 0 or (box_refine_iters and not bbox_reg):
-            raise ValueError(f"box_refine_iters={box_refine_iters}: a count >= 0, and 0 without bbox_reg "
-                             "(a region head that does not regress never moves a box)")
+            raise SettingError("box_refine_iters", box_refine_iters, "a count >= 0, and 0 without bbox_reg (a region "
+                               "head that does not regress never moves a box)")
         self.transform = NoResizeTransform(min_size=1, max_size=1 << 30, image_mean=image_mean, image_std=image_std)
         self.head_kind, self.bbox_reg = head_kind, bbox_reg
         self.backbone_layout = backbone_layout
@@ -207,9 +217,8 @@ def anchor_generator(head: Head, strides: list[int], anchor_sizes: list[list[int
     each at aspect ratios 0.5, 1 and 2."""
     sizes = anchor_sizes_for(strides) if anchor_sizes is None else tuple(tuple(int(a) for a in s) for s in anchor_sizes)
     if len(sizes) != len(strides) or not all(sizes):
-        raise ValueError(f"anchor_sizes: the {head} head has {len(strides)} feature map(s) (strides "
-                         f"{', '.join(map(str, strides))}): give one non-empty list of sizes per map, "
-                         f"got {anchor_sizes}")
+        raise SettingError("anchor_sizes", anchor_sizes, f"the {head} head has {len(strides)} feature map(s) "
+                           f"(strides {', '.join(map(str, strides))}): give one non-empty list of sizes per map")
     return AnchorGenerator(sizes=sizes, aspect_ratios=((0.5, 1.0, 2.0),) * len(sizes))
 
 
@@ -227,7 +236,7 @@ def freeze(net: GoogLeNet, trainable_from: str | None, freeze_bn: bool) -> None:
     statistics and affine parameters: detection batches are too small to estimate them)."""
     if trainable_from is not None:
         if trainable_from not in net._LAYERS:
-            raise ValueError(f"trainable_from={trainable_from!r} is not a layer; layers: {', '.join(net._LAYERS)}")
+            raise SettingError("trainable_from", trainable_from, f"not a layer; layers: {', '.join(net._LAYERS)}")
         for name in net._LAYERS[: net._LAYERS.index(trainable_from)]:
             getattr(net, name).requires_grad_(False)
     if freeze_bn:
@@ -298,7 +307,7 @@ def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = 
     """
     for name, value, allowed in (("head", head, ("c4", "fpn")), ("proposals", proposals, ("rpn", "external", "both"))):
         if value not in allowed:
-            raise ValueError(f"{name} must be {' or '.join(map(repr, allowed))}, got {value!r}")
+            raise SettingError(name, value, f"must be {' or '.join(map(repr, allowed))}")
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     net, meta = _backbone_net(weights, variant, norm, transform_input)

@@ -110,14 +110,37 @@ def test_backbone_weights_and_metadata_from_a_pretraining_export(tmp_path):
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="head must be"):
+    with pytest.raises(ValueError, match="head='c5': must be 'c4' or 'fpn'"):
         googlenet_faster_rcnn(3, head="c5")
     with pytest.raises(ValueError, match="num_classes must be >= 1"):
         googlenet_faster_rcnn(0)
-    with pytest.raises(ValueError, match="trainable_from='conv9' is not a layer"):
+    with pytest.raises(ValueError, match="trainable_from='conv9': not a layer"):
         googlenet_faster_rcnn(3, trainable_from="conv9")
     with pytest.raises(ValueError, match="the c4 head has 1 feature map"):
         googlenet_faster_rcnn(3, head="c4", anchor_sizes=[[32], [64]])
+
+
+def test_every_model_key_is_the_builders_argument_and_its_errors_name_the_key():
+    """One mapping from the config to the model: each ``model.<key>`` is the builder's argument of
+    the same name, and what the builder refuses comes back as a ConfigError naming the config key."""
+    import dataclasses
+    import inspect
+
+    from core.config import ConfigError, load_config_dict
+    from detector.config import DetConfig, DetModelConfig, build_model
+
+    builder = set(inspect.signature(googlenet_faster_rcnn).parameters)
+    assert {f.name for f in dataclasses.fields(DetModelConfig)} <= builder
+    for key, value, why in (("trainable_from", "conv9", "not a layer"), ("anchor_sizes", [[32], [64]], "feature map"),
+                            ("box_refine_iters", -1, "a count >= 0")):
+        cfg = load_config_dict(DetConfig, {"model": {"weights": None, key: value}}, "test")
+        with pytest.raises(ConfigError, match=rf"^model\.{key}=.*{why}"):
+            build_model(cfg.model, 3)
+    # a value reaches the model under its own name (here one the builder passes on to torchvision)
+    cfg = load_config_dict(DetConfig, {"model": {"weights": None, "head": "fpn", "box_detections_per_img": 7,
+                                                 "representation_size": 32}}, "test")
+    model = build_model(cfg.model, 3)
+    assert model.roi_heads.detections_per_img == 7 and model.roi_heads.box_head.fc7.out_features == 32
 
 
 @pytest.mark.parametrize("name,kind", [("sgd", torch.optim.SGD), ("adamw", torch.optim.AdamW)])
