@@ -49,6 +49,159 @@ def test_caffemodel_loads_back_bit_for_bit(paper_model, tmp_path, v1):
     assert torch.equal(trunk.fc.weight, paper_model.backbone.fc.weight)
 
 
+# -- files written by the protobuf runtime from caffe.proto's schema, not by backbone.caffe ---------
+
+def caffe_messages() -> dict:
+    """The messages of BVLC's ``src/caffe/proto/caffe.proto`` that a trained GoogLeNet file uses,
+    with their field numbers there (fields the reader skips included), as descriptors for Google's
+    protobuf runtime: the files below are serialised by it, independently of ``backbone.caffe``.
+    ``V1LayerParameter.type`` is an enum in caffe.proto; a varint on the wire, it is an int32 here."""
+    pytest.importorskip("google.protobuf", reason="protobuf (installed with tensorboard) builds the files")
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    f = descriptor_pb2.FieldDescriptorProto
+    opt, rep = f.LABEL_OPTIONAL, f.LABEL_REPEATED
+    schema = {
+        "BlobShape": [("dim", 1, f.TYPE_INT64, rep, "packed")],
+        "BlobProto": [("num", 1, f.TYPE_INT64, opt, None), ("channels", 2, f.TYPE_INT64, opt, None),
+                      ("height", 3, f.TYPE_INT64, opt, None), ("width", 4, f.TYPE_INT64, opt, None),
+                      ("data", 5, f.TYPE_FLOAT, rep, "packed"), ("diff", 6, f.TYPE_FLOAT, rep, "packed"),
+                      ("shape", 7, f.TYPE_MESSAGE, opt, "BlobShape")],
+        "FillerParameter": [("type", 1, f.TYPE_STRING, opt, None), ("value", 2, f.TYPE_FLOAT, opt, None),
+                            ("std", 6, f.TYPE_FLOAT, opt, None)],
+        "ParamSpec": [("lr_mult", 3, f.TYPE_FLOAT, opt, None), ("decay_mult", 4, f.TYPE_FLOAT, opt, None)],
+        "NetStateRule": [("phase", 1, f.TYPE_INT32, opt, None)],
+        "ConvolutionParameter": [("num_output", 1, f.TYPE_UINT32, opt, None), ("pad", 3, f.TYPE_UINT32, rep, None),
+                                 ("kernel_size", 4, f.TYPE_UINT32, rep, None), ("stride", 6, f.TYPE_UINT32, rep, None),
+                                 ("weight_filler", 7, f.TYPE_MESSAGE, opt, "FillerParameter"),
+                                 ("bias_filler", 8, f.TYPE_MESSAGE, opt, "FillerParameter")],
+        "InnerProductParameter": [("num_output", 1, f.TYPE_UINT32, opt, None),
+                                  ("weight_filler", 3, f.TYPE_MESSAGE, opt, "FillerParameter"),
+                                  ("bias_filler", 4, f.TYPE_MESSAGE, opt, "FillerParameter")],
+        "LayerParameter": [("name", 1, f.TYPE_STRING, opt, None), ("type", 2, f.TYPE_STRING, opt, None),
+                           ("bottom", 3, f.TYPE_STRING, rep, None), ("top", 4, f.TYPE_STRING, rep, None),
+                           ("loss_weight", 5, f.TYPE_FLOAT, rep, None), ("param", 6, f.TYPE_MESSAGE, rep, "ParamSpec"),
+                           ("blobs", 7, f.TYPE_MESSAGE, rep, "BlobProto"),
+                           ("include", 8, f.TYPE_MESSAGE, rep, "NetStateRule"),
+                           ("convolution_param", 106, f.TYPE_MESSAGE, opt, "ConvolutionParameter"),
+                           ("inner_product_param", 117, f.TYPE_MESSAGE, opt, "InnerProductParameter")],
+        "V1LayerParameter": [("bottom", 2, f.TYPE_STRING, rep, None), ("top", 3, f.TYPE_STRING, rep, None),
+                             ("name", 4, f.TYPE_STRING, opt, None), ("type", 5, f.TYPE_INT32, opt, None),
+                             ("blobs", 6, f.TYPE_MESSAGE, rep, "BlobProto"), ("blobs_lr", 7, f.TYPE_FLOAT, rep, None),
+                             ("weight_decay", 8, f.TYPE_FLOAT, rep, None),
+                             ("convolution_param", 10, f.TYPE_MESSAGE, opt, "ConvolutionParameter"),
+                             ("inner_product_param", 17, f.TYPE_MESSAGE, opt, "InnerProductParameter"),
+                             ("include", 32, f.TYPE_MESSAGE, rep, "NetStateRule")],
+        "NetParameter": [("name", 1, f.TYPE_STRING, opt, None), ("layers", 2, f.TYPE_MESSAGE, rep, "V1LayerParameter"),
+                         ("layer", 100, f.TYPE_MESSAGE, rep, "LayerParameter")],
+    }
+    proto = descriptor_pb2.FileDescriptorProto(name="caffe_subset.proto", package="caffe", syntax="proto2")
+    for name, fields in schema.items():
+        m = proto.message_type.add(name=name)
+        for fname, number, kind, label, extra in fields:
+            field = m.field.add(name=fname, number=number, type=kind, label=label)
+            if kind == f.TYPE_MESSAGE:
+                field.type_name = f".caffe.{extra}"
+            elif extra == "packed":
+                field.options.packed = True
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return {name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"caffe.{name}")) for name in schema}
+
+
+def prototxt_layers(path: str) -> list[dict]:
+    """Each top-level ``layer { ... }`` of a prototxt: its own fields (name, type, bottom, top,
+    include phase) and those of its ``*_param`` blocks (num_output, kernel_size, stride, pad)."""
+    layers, depth, block = [], 0, ""
+    for line in open(path):
+        line = line.split("#")[0].strip()
+        if not line:
+            continue
+        if line.endswith("{"):
+            depth, block = depth + 1, line[:-1].strip()
+            if depth == 1:
+                layers.append({"bottom": [], "top": []})
+            continue
+        if line == "}":
+            depth -= 1
+            continue
+        key, value = (part.strip() for part in line.split(":", 1))
+        value = value.strip('"')
+        if depth == 1 and key in ("bottom", "top"):
+            layers[-1][key].append(value)
+        elif depth == 1:
+            layers[-1][key] = value
+        elif block == "include" and key == "phase":
+            layers[-1]["phase"] = 0 if value == "TRAIN" else 1
+        elif block.endswith("_param") and key in ("num_output", "kernel_size", "stride", "pad"):
+            layers[-1][key] = int(value)
+    return layers
+
+
+V1_TYPES = {"Data": 5, "Convolution": 4, "ReLU": 18, "Pooling": 17, "LRN": 15, "Concat": 3, "Dropout": 6,
+            "InnerProduct": 14, "SoftmaxWithLoss": 21, "Accuracy": 1}  # caffe.proto's V1LayerParameter.LayerType
+
+
+def protobuf_caffemodel(blobs: dict[str, list[np.ndarray]], v1: bool) -> bytes:
+    """BVLC GoogLeNet's train_val.prototxt, every layer, as a trained ``NetParameter`` holding
+    ``blobs`` (Caffe's layouts): ``LayerParameter`` with ``shape`` blobs, or ``V1LayerParameter``
+    with the legacy 4-D num/channels/height/width, as the model zoo's 2014 file has them."""
+    pb = caffe_messages()
+    net = pb["NetParameter"](name="GoogleNet")
+    for spec in prototxt_layers(PROTOTXT):
+        layer = net.layers.add() if v1 else net.layer.add()
+        layer.name = spec["name"]
+        layer.type = V1_TYPES[spec["type"]] if v1 else spec["type"]
+        layer.bottom.extend(spec["bottom"])
+        layer.top.extend(spec["top"])
+        if "phase" in spec:
+            layer.include.add(phase=spec["phase"])
+        if spec["type"] not in ("Convolution", "InnerProduct"):
+            continue
+        if v1:
+            layer.blobs_lr.extend([1, 2])
+            layer.weight_decay.extend([1, 0])
+        else:
+            layer.param.add(lr_mult=1, decay_mult=1)
+            layer.param.add(lr_mult=2, decay_mult=0)
+        conv = spec["type"] == "Convolution"
+        params = layer.convolution_param if conv else layer.inner_product_param
+        params.num_output = spec["num_output"]
+        if conv:
+            params.kernel_size.append(spec["kernel_size"])
+            params.stride.extend([spec["stride"]] if "stride" in spec else [])
+            params.pad.extend([spec["pad"]] if "pad" in spec else [])
+        params.weight_filler.type, params.bias_filler.type, params.bias_filler.value = "xavier", "constant", 0.2
+        for array in blobs[spec["name"]]:
+            blob = layer.blobs.add()
+            if v1:
+                blob.num, blob.channels, blob.height, blob.width = [1] * (4 - array.ndim) + list(array.shape)
+            else:
+                blob.shape.dim.extend(array.shape)
+            blob.data.extend(array.ravel().tolist())
+    return net.SerializeToString()
+
+
+@pytest.mark.parametrize("v1", [False, True], ids=["LayerParameter", "V1LayerParameter"])
+def test_a_caffemodel_serialised_by_protobuf_from_caffe_proto_loads_exactly(paper_model, tmp_path, v1):
+    """The loader reads a file it did not write: BVLC's network serialised by the protobuf runtime
+    from caffe.proto's schema, with every layer and the fields the loader skips (types, tops,
+    phases, learning-rate specs, convolution settings and fillers)."""
+    sd = paper_model.state_dict()
+    blobs = {}
+    for caffe, ours in bvlc_names().items():
+        w = sd[f"backbone.{ours}.weight" if f"backbone.{ours}.weight" in sd else f"{ours}.weight"].numpy()
+        b = sd[f"backbone.{ours}.bias" if f"backbone.{ours}.bias" in sd else f"{ours}.bias"].numpy()
+        blobs[caffe] = [w[:, ::-1].copy() if caffe == "conv1/7x7_s2" else w, b]  # Caffe's conv1 takes BGR
+    path = tmp_path / "bvlc_googlenet.caffemodel"
+    path.write_bytes(protobuf_caffemodel(blobs, v1))
+    assert 50e6 < os.path.getsize(path) < 56e6  # BVLC's own file is 53.5 MB
+    loaded = googlenet(1000, variant="paper", aux=True, aux_pool="paper", weights=path)
+    for (k, a), b in zip(sd.items(), loaded.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert sorted(read_caffemodel(path)) == sorted(bvlc_names())  # exactly the parameterised layers
+
+
 def test_name_table_covers_the_prototxt():
     text = open(PROTOTXT).read()
     layers = re.findall(r'layer \{\s*name: "([^"]+)"\s*type: "([^"]+)"', text)
