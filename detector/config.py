@@ -50,6 +50,8 @@ class DetModelConfig:
     # map, 4x the stride on each pyramid level (32, 64, 128, 256)
     anchor_sizes: list[list[int]] | None = None
     representation_size: int = 1024  # fpn: the box head's MLP width (torchvision's)
+    fpn_channels: int = 256  # fpn: the pyramid's width (torchvision's), which the RPN and the box head take
+    roi_sampling_ratio: int | None = None  # RoIAlign points per bin side (0: adaptive); null: c4 0, fpn 2
     # test time: the region head scores its own regressed boxes again, this many passes, all joined
     # before NMS (ResNet's ILSVRC 2015 "box refinement"; detector.refine); needs bbox_reg
     box_refine_iters: int = 0

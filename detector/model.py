@@ -255,7 +255,8 @@ def _freeze_batchnorm(module: nn.Module) -> None:
             _freeze_batchnorm(child)
 
 
-def _region_parts(net: GoogLeNet, head: Head, representation_size: int = 1024
+def _region_parts(net: GoogLeNet, head: Head, representation_size: int = 1024, fpn_channels: int = 256,
+                  roi_sampling_ratio: int | None = None
                   ) -> tuple[nn.Module, list[int], MultiScaleRoIAlign, nn.Module, int]:
     """``(detection backbone, its strides, RoI pooling, box head, box head's output width)``."""
     if head == "c4":
@@ -263,12 +264,14 @@ def _region_parts(net: GoogLeNet, head: Head, representation_size: int = 1024
         box_head = C4BoxHead(net)
         # adaptive sampling (ceil(region size / 14) points per bin), detectron2's C4 setting: most
         # regions get one point a bin, and torchvision's CPU roi_align backward (serial) costs half as
-        # much as with the fixed 2x2 (a C4 step on 4 miniature images: 2.1 s -> 1.8 s)
-        roi = MultiScaleRoIAlign(featmap_names=["0"], output_size=14, sampling_ratio=0)
+        # much as with the fixed 2x2
+        ratio = 0 if roi_sampling_ratio is None else roi_sampling_ratio
+        roi = MultiScaleRoIAlign(featmap_names=["0"], output_size=14, sampling_ratio=ratio)
         return body, [body.stride], roi, box_head, box_head.out_channels
-    body = FPNBackbone(net)
-    # the max-pooled level feeds the RPN only
-    roi = MultiScaleRoIAlign(featmap_names=["0", "1", "2"], output_size=7, sampling_ratio=2)
+    body = FPNBackbone(net, fpn_channels)
+    # the max-pooled level feeds the RPN only; 2x2 points a bin, torchvision's
+    ratio = 2 if roi_sampling_ratio is None else roi_sampling_ratio
+    roi = MultiScaleRoIAlign(featmap_names=["0", "1", "2"], output_size=7, sampling_ratio=ratio)
     return (body, body.strides, roi, TwoMLPHead(body.out_channels * 7 * 7, representation_size),
             representation_size)
 
@@ -284,6 +287,7 @@ def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = 
                           transform_input: bool = False, image_mean: list[float] | None = None,
                           image_std: list[float] | None = None, proposals: ProposalSource = "rpn",
                           anchor_sizes: list[list[int]] | None = None, representation_size: int = 1024,
+                          fpn_channels: int = 256, roi_sampling_ratio: int | None = None,
                           box_refine_iters: int = 0) -> GoogLeNetFasterRCNN:
     """Faster R-CNN with a GoogLeNet backbone.
 
@@ -301,6 +305,8 @@ def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = 
         anchor_sizes: the RPN's anchor sizes in pixels, one list per feature map (C4: one map;
             FPN: four levels, strides 8..64); None: :func:`anchor_sizes_for`.
         representation_size: the FPN head's MLP width (torchvision's 1024); C4's is GoogLeNet's 1024.
+        fpn_channels: the feature pyramid's width (torchvision's 256); the RPN and the box head take it.
+        roi_sampling_ratio: RoIAlign's sampling points per bin side (0: adaptive); None: C4 0, FPN 2.
         box_refine_iters: test-time passes of the region head over its own regressed boxes
             (:mod:`detector.refine`); needs ``bbox_reg``.
         The rest are torchvision's ``FasterRCNN`` settings of the same names.
@@ -314,7 +320,8 @@ def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = 
     freeze(net, trainable_from, freeze_bn)
     mean = list(meta.get("input", {}).get("mean", image_mean or IMAGENET_MEAN))
     std = list(meta.get("input", {}).get("std", image_std or IMAGENET_STD))
-    body, strides, roi, box_head, rep = _region_parts(net, head, representation_size)
+    body, strides, roi, box_head, rep = _region_parts(net, head, representation_size, fpn_channels,
+                                                      roi_sampling_ratio)
     anchors = anchor_generator(head, strides, anchor_sizes)
     predictor = FastRCNNPredictorFP32(rep, num_classes + 1) if bbox_reg else ClassOnlyPredictor(rep, num_classes + 1)
     model = GoogLeNetFasterRCNN(
