@@ -1,6 +1,7 @@
-"""The built-in miniature data: classes of drawn objects (a shape and a hue per class) on varied,
-muted backgrounds. The drawing is shared by the miniature ImageNet made here (pretraining) and the
-miniature ILSVRC DET (``detector.data.toy``), so a backbone pretrained on one transfers to the other.
+"""The built-in miniature data: classes of drawn shapes on varied, muted backgrounds; the shape
+names the class, the colour only narrows it down (docs/miniature.md). The drawing is shared by the
+miniature ImageNet made here (pretraining) and the miniature ILSVRC DET (``detector.data.toy``),
+so a backbone pretrained on one transfers to the other.
 
 The miniature ImageNet has the real class-folder layout (``train/<wnid>/<wnid>_<i>.JPEG``,
 ``val/<wnid>/...``) and a synset list in ``map_clsloc.txt`` format (``wnid id name``); it is
@@ -21,7 +22,7 @@ import numpy as np
 from .atomic import publish_dir
 
 # name -> how it is drawn; wnid-like ids in a range no real synset uses
-SHAPES = ("circle", "square", "triangle", "cross", "ring", "star", "diamond", "bar", "hexagon", "crescent")
+SHAPES = ("circle", "arrow", "triangle", "cross", "ring", "star", "diamond", "bar", "bowtie", "crescent")
 TOY_WNIDS = tuple(f"n9{i:07d}" for i in range(1, len(SHAPES) + 1))
 
 
@@ -35,6 +36,12 @@ def _polygon(cx: float, cy: float, r: float, n: int, angle: float, inner: float 
     return np.round(np.array(pts)).astype(np.int32)
 
 
+def _placed(points: list[tuple[float, float]], cx: float, cy: float, angle: float) -> np.ndarray:
+    """A polygon given around the origin, rotated by ``angle`` and moved to (cx, cy), in pixels."""
+    c, s = math.cos(angle), math.sin(angle)
+    return np.round([(cx + x * c - y * s, cy + x * s + y * c) for x, y in points]).astype(np.int32)
+
+
 def shape_mask(h: int, w: int, shape: str, cx: float, cy: float, size: float, angle: float = 0.0) -> np.ndarray:
     """The (H, W) uint8 mask (255 inside) of ``shape`` centred at (cx, cy), about ``size`` pixels
     across, in an H x W image."""
@@ -44,14 +51,15 @@ def shape_mask(h: int, w: int, shape: str, cx: float, cy: float, size: float, an
         cv2.circle(mask, (round(cx), round(cy)), max(1, round(r)), 255, -1)
     elif shape == "ring":
         cv2.circle(mask, (round(cx), round(cy)), max(1, round(r)), 255, max(1, round(r / 3)))
-    elif shape == "square":
-        cv2.fillPoly(mask, [_polygon(cx, cy, r * math.sqrt(2), 4, angle + math.pi / 4)], 255)
-    elif shape == "diamond":
-        cv2.fillPoly(mask, [_polygon(cx, cy, r, 2, angle, inner=0.5)], 255)  # a rhombus, not a square
+    elif shape == "arrow":  # pointing up: a head over a shaft
+        outline = [(0, -r), (0.8 * r, 0), (0.3 * r, 0), (0.3 * r, r), (-0.3 * r, r), (-0.3 * r, 0), (-0.8 * r, 0)]
+        cv2.fillPoly(mask, [_placed(outline, cx, cy, angle)], 255)
+    elif shape == "diamond":  # a rhombus twice as tall as wide: neither a square nor the wide bar
+        cv2.fillPoly(mask, [_polygon(cx, cy, r, 2, angle + math.pi / 2, inner=0.5)], 255)
     elif shape == "triangle":
         cv2.fillPoly(mask, [_polygon(cx, cy, r, 3, angle - math.pi / 2)], 255)
-    elif shape == "hexagon":
-        cv2.fillPoly(mask, [_polygon(cx, cy, r, 6, angle)], 255)
+    elif shape == "bowtie":  # two triangles meeting at their tips
+        cv2.fillPoly(mask, [_placed([(-r, -0.8 * r), (r, 0.8 * r), (r, -0.8 * r), (-r, 0.8 * r)], cx, cy, angle)], 255)
     elif shape == "star":
         cv2.fillPoly(mask, [_polygon(cx, cy, r, 5, angle - math.pi / 2, inner=0.45)], 255)
     elif shape == "cross":
@@ -59,8 +67,8 @@ def shape_mask(h: int, w: int, shape: str, cx: float, cy: float, size: float, an
         cv2.line(mask, (round(cx - r), round(cy)), (round(cx + r), round(cy)), 255, t)
         cv2.line(mask, (round(cx), round(cy - r)), (round(cx), round(cy + r)), 255, t)
     elif shape == "bar":
-        # a third as wide as long: a thinner bar drawn at an angle fills a tenth of its own box,
-        # and at 12 px is 2 px wide, too little for a stride-8 feature map to see
+        # a third as wide as long: a thinner bar is 2 px wide at the smallest sizes, too little
+        # for a stride-8 feature map to see
         dx, dy = r * math.cos(angle), r * math.sin(angle)
         cv2.line(mask, (round(cx - dx), round(cy - dy)), (round(cx + dx), round(cy + dy)), 255, max(2, round(r / 1.5)))
     elif shape == "crescent":
@@ -110,23 +118,34 @@ def background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return img
 
 
+# OpenCV hue 0..179: class c is centred at 18 c and drawn anywhere within +-HUE_SPREAD of it, so a
+# hue is shared by about four classes and colour only narrows a class down: the shape decides
+# (docs/miniature.md; tests/test_det_data.py holds a hue-only classifier to <= 40%).
+HUE_SPREAD = 36
+
+
 def class_color(rng: np.random.Generator, c: int) -> tuple[int, int, int]:
-    """Each class has its own hue (jittered a little), saturated, at a random brightness: like many
-    real classes, colour is a cue, and it lets a network trained from scratch learn the miniature
-    in minutes on a CPU (shape alone took thousands of steps)."""
-    # OpenCV hue 0..179, classes 18 apart, jitter +-8: each class keeps a hue range of its own. With
-    # +-14, two thirds of a class's hues were shared with a neighbour and the detectors' scores split
-    # between the two (README "The miniature")
-    hue = (c * 180 // len(SHAPES) + int(rng.integers(-8, 9))) % 180
+    """A saturated colour, at a random brightness, of a hue from class ``c``'s range (which
+    overlaps its neighbours' ranges): colour is a weak cue, as in many real classes."""
+    hue = (c * 180 // len(SHAPES) + int(rng.integers(-HUE_SPREAD, HUE_SPREAD + 1))) % 180
     hsv = np.array([[[hue, rng.integers(170, 256), rng.integers(150, 256)]]], np.uint8)
     return tuple(int(v) for v in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
+
+
+# Shapes stand roughly upright, as most real objects do: within +-MAX_TILT radians of their drawn pose
+MAX_TILT = math.pi / 12
+
+
+def shape_angle(rng: np.random.Generator) -> float:
+    """A shape's rotation: a small tilt from upright."""
+    return float(rng.uniform(-MAX_TILT, MAX_TILT))
 
 
 def _classification_image(rng: np.random.Generator, c: int, size: int) -> np.ndarray:
     img = background(rng, size, size)
     s = rng.uniform(0.45, 0.85) * size
     cx, cy = rng.uniform(s / 2, size - s / 2, 2)
-    draw_shape(img, SHAPES[c], cx, cy, s, class_color(rng, c), angle=rng.uniform(0, 2 * math.pi))
+    draw_shape(img, SHAPES[c], cx, cy, s, class_color(rng, c), angle=shape_angle(rng))
     return img
 
 
@@ -144,7 +163,7 @@ def make_toy_imagenet(root: str | os.PathLike, n_train: int = 80, n_val: int = 2
     """Write the miniature at ``root`` unless an identical one is there; return ``root``."""
     root = os.fspath(root)
     params = {"n_train": n_train, "n_val": n_val, "size": size, "num_classes": num_classes, "seed": seed,
-              "version": 5}
+              "version": 6}
     marker = os.path.join(root, "toy_imagenet.json")
     if os.path.isfile(marker):
         if read_marker(marker) == params:

@@ -14,7 +14,6 @@ import torch
 from PIL import Image
 from torchvision.ops import box_iou
 
-from core.miniature import class_color
 from detector import box_ops
 from detector.data import (
     COCODet,
@@ -215,13 +214,44 @@ def test_miniature_layout_and_index(toy):
         assert np.array_equal(r.ignore, np.isin(r.labels, r.ignore_classes))
 
 
-def test_miniature_hues_name_the_class_and_boxes_overlap():
+def hue_histograms(records, saturated: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Each object's 16-bin hue histogram over its box (OpenCV hue, 0..179), normalised, and its
+    class: over every pixel of the box, or over its saturated pixels only (the drawn shape's,
+    where the muted background drops out), the stronger of the two colour-only classifiers."""
+    feats, labels = [], []
+    for r in records:
+        hsv = cv2.cvtColor(cv2.imread(r.path), cv2.COLOR_BGR2HSV)
+        for (x0, y0, x1, y1), lab in zip(r.boxes.astype(int), r.labels):
+            px = hsv[y0:y1 + 1, x0:x1 + 1].reshape(-1, 3).astype(np.int64)
+            if saturated and (px[:, 1] >= 120).any():
+                px = px[px[:, 1] >= 120]
+            hist = np.bincount(px[:, 0] * 16 // 180, minlength=16).astype(np.float64)
+            feats.append(hist / hist.sum())
+            labels.append(lab)
+    return np.array(feats), np.array(labels)
+
+
+def test_colour_alone_names_few_of_the_miniatures_objects(tmp_path):
+    """The shapes tell the classes apart, not their colours: each class's hues overlap its
+    neighbours' (core.miniature.HUE_SPREAD), so a nearest-neighbour classifier on the hue
+    histograms of the training objects' boxes names the class of at most 40% of the validation
+    objects (chance: 10%). Measured on the demo's miniature (seed 0): 26-33% across the four
+    variants below; a hue range of its own per class gave 91% (saturated pixels, L2)."""
+    root = make_toy_ilsvrc(str(tmp_path / "toy"))  # the demo's, as configs/toy_det.yaml makes it
+    synsets = os.path.join(root, "map_det.txt")
+    train = ILSVRCDet(root, "train", synsets=synsets, blacklist=None).records
+    val = ILSVRCDet(root, "val", synsets=synsets, blacklist=None).records
+    for saturated in (False, True):
+        xt, yt = hue_histograms(train, saturated)
+        xv, yv = hue_histograms(val, saturated)
+        assert len(yv) > 150
+        for dist in (np.abs(xv[:, None] - xt[None]).sum(-1), ((xv[:, None] - xt[None]) ** 2).sum(-1)):  # L1, L2
+            named = (yt[dist.argmin(1)] == yv).mean()
+            assert named <= 0.40, (saturated, named)
+
+
+def test_miniature_boxes_overlap_but_never_hide_each_other():
     rng = np.random.default_rng(0)
-    for c in range(10):  # each class within 8 (+1 for rounding) of its hue, 18 apart: never a neighbour's
-        rgb = np.uint8([[class_color(rng, c) for _ in range(300)]])
-        hue = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[0, :, 0].astype(int)
-        off = np.abs(hue - 18 * c)
-        assert np.minimum(off, 180 - off).max() <= 9, c
     ious = []
     for _ in range(60):
         img, objects = det_image(rng, 10)

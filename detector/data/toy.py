@@ -23,6 +23,7 @@ from core.miniature import (
     make_toy_imagenet,
     mask_box,
     read_marker,
+    shape_angle,
     shape_mask,
 )
 
@@ -30,7 +31,7 @@ from ..evaluation.ap import iou_xyxy
 
 
 def det_image(rng: np.random.Generator, num_classes: int, max_objects: int = 4,
-              small_share: float = 0.25) -> tuple[np.ndarray, list[tuple[int, tuple[int, int, int, int]]]]:
+              small_share: float = 0.2) -> tuple[np.ndarray, list[tuple[int, tuple[int, int, int, int]]]]:
     """One image (RGB) and its objects [(class index, inclusive box)], landscape or portrait.
 
     Boxes may overlap (up to IoU 0.4, as neighbours do in real photos: a small shape in a ring's
@@ -47,10 +48,10 @@ def det_image(rng: np.random.Generator, num_classes: int, max_objects: int = 4,
             break
         c = int(rng.integers(num_classes))
         small = rng.random() < small_share
-        size = rng.uniform(12, 22) if small else rng.uniform(26, 0.6 * min(w, h))
+        size = rng.uniform(16, 24) if small else rng.uniform(26, 0.6 * min(w, h))
         cx, cy = rng.uniform(size / 2, w - size / 2), rng.uniform(size / 2, h - size / 2)
         color = class_color(rng, c)
-        mask = shape_mask(h, w, SHAPES[c], cx, cy, size, angle=rng.uniform(0, 2 * math.pi))
+        mask = shape_mask(h, w, SHAPES[c], cx, cy, size, angle=shape_angle(rng))
         box = mask_box(mask)
         if box is None or (mask & taken).any():
             continue
@@ -106,7 +107,7 @@ def make_toy_ilsvrc(root: str, n_train: int = 120, n_val: int = 60, n_negative: 
     """Write the miniature at ``root`` (the folder holding Data/, Annotations/, ImageSets/) unless an
     identical one is there; return ``root``."""
     params = {"n_train": n_train, "n_val": n_val, "n_negative": n_negative, "num_classes": num_classes,
-              "cls_per_class": cls_per_class, "seed": seed, "version": 3}
+              "cls_per_class": cls_per_class, "seed": seed, "version": 4}
     marker = os.path.join(root, "toy_ilsvrc.json")
     if os.path.isfile(marker):
         if read_marker(marker) == params:
