@@ -21,7 +21,7 @@ setup(
         "torchvision>=0.19,<0.30",
         "numpy>=1.24,<3",
         "pycocotools>=2.0.7,<3",  # COCO metrics: the reference implementation, not a rewrite
-        # COCO metrics 75-205x faster with pycocotools' numbers (Rust; README "Evaluation protocols"), the default
+        # COCO metrics 75-205x faster with pycocotools' numbers (Rust; docs/scoring.md), the default
         "hotcoco>=1.3,<2",
         "albumentations>=2.0,<3",  # detection augmentation with box bookkeeping (BboxParams)
         # OpenCV is albumentations' own headless wheel, pinned so that the contrib wheel of the same

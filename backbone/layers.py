@@ -81,7 +81,7 @@ class Inception(nn.Module):
     ``fused=True`` runs the three 1x1 convolutions that read the module input (branch1, and the
     reductions of branch2 and branch3) as one convolution with concatenated filters, then splits
     its output: one large GEMM instead of three thin ones (on a 2-core CPU it shows no
-    consistent gain, so it is off by default: README, "Benchmarks"). The weights stay in the three
+    consistent gain, so it is off by default: docs/benchmarks.md). The weights stay in the three
     ``BasicConv2d`` modules, so state dicts are the same either way, and BN still normalises each
     channel on its own, so the result equals the unfused module's (tests/test_googlenet.py).
     """

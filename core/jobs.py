@@ -2,7 +2,7 @@
 
 On a CPU, small models use a core poorly: a detector step at 128-160 px is dozens of small
 convolutions whose intra-op threads wait on each other, so two members with one thread each train
-in about 1.1x the time of one member with two (README "What makes it learn"). On a machine with
+in little more than the time of one member with two (docs/learning.md, second round). On a machine with
 several GPUs, each run gets one of them. Each run's output lines come through prefixed with its
 label; progress bars become plain lines, since a run's output is a pipe, not a terminal.
 """

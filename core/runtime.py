@@ -56,7 +56,7 @@ def tune_cpu_allocator(threshold_bytes: int = 1 << 30) -> bool:
 
     glibc serves every allocation above 32 MiB with a fresh ``mmap``, so a CNN at batch 32
     page-faults its activations in again on every forward pass; on 2-core machines that costs
-    torchvision's GoogLeNet a quarter of its throughput (README, "Benchmarks"). PyTorch's CPU
+    torchvision's GoogLeNet a quarter of its throughput (docs/benchmarks.md). PyTorch's CPU
     tuning guide suggests swapping in jemalloc or tcmalloc for the same reason; raising glibc's
     thresholds does it without a preload. Returns False where glibc is not the allocator.
     """

@@ -27,8 +27,8 @@ import os
 
 import numpy as np
 
+from .box_ops import iou_xyxy
 from .evaluation import ImageDetections, evaluate_ilsvrc, evaluate_voc
-from .evaluation.ap import iou_xyxy
 
 TYPES = ("tp", "dupe", "cls", "loc", "both", "bkg")
 FIXES = ("cls", "loc", "both", "dupe", "bkg")

@@ -60,7 +60,7 @@ class DetModelConfig:
 @dataclass
 class DetOptimConfig:
     # sgd (momentum): the Faster R-CNN recipe; adamw: short runs, where it learns far more in the
-    # same steps (README "What makes it learn"); momentum is SGD's only
+    # same steps (docs/learning.md, first round); momentum is SGD's only
     name: Literal["sgd", "adamw"] = "sgd"
     lr: float = 0.02  # per lr_reference_batch images, scaled to the global batch
     lr_reference_batch: int = 16
@@ -71,8 +71,8 @@ class DetOptimConfig:
     warmup_iters: int = 500
     warmup_factor: float = 0.001
     grad_clip: float | None = None
-    # AdamW in one kernel for all parameters (the same update within float rounding): 20 ms a CPU
-    # step at the miniature's size, where the per-parameter loop took 95 ms of 0.7 s
+    # AdamW in one kernel for all parameters (the same update within float rounding), where the
+    # per-parameter loop was a seventh of a small CPU step (docs/detector.md)
     fused: bool = True
 
     def scaled_lr(self, batch_size: int) -> float:

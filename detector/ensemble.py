@@ -6,8 +6,7 @@
   RPN proposals taken in rank order (every member's best, then every member's second best, ...),
   de-duplicated by the RPN's own per-level NMS and cut to its ``post_nms_top_n``. Rank order,
   because members' objectness scores are not on one scale: ranked by them, one member's proposals
-  crowd out the others' (on the miniature, a six-member ensemble scores 30.3% mAP that way and
-  35.4% in rank order, as much as with the whole union). With ``both``, the external boxes plus
+  crowd out the others' (measured: docs/scoring.md, the ensemble methods). With ``both``, the external boxes plus
   that union. Class probabilities (and box deltas, from members that regress) are averaged,
   then the usual per-class NMS; with ``model.box_refine_iters`` the averaged boxes are scored
   again by every member (:mod:`detector.refine`). Each image is read, resized, normalised and

@@ -276,6 +276,14 @@ def _region_parts(net: GoogLeNet, head: Head, representation_size: int = 1024, f
             representation_size)
 
 
+def _check_choices(num_classes: int, head: str, proposals: str) -> None:
+    for name, value, allowed in (("head", head, ("c4", "fpn")), ("proposals", proposals, ("rpn", "external", "both"))):
+        if value not in allowed:
+            raise SettingError(name, value, f"must be {' or '.join(map(repr, allowed))}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+
+
 def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = True,
                           weights: str | os.PathLike | None = None, variant: str = "paper", norm: str | None = None,
                           trainable_from: str | None = "conv2", freeze_bn: bool = True,
@@ -305,17 +313,13 @@ def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = 
         anchor_sizes: the RPN's anchor sizes in pixels, one list per feature map (C4: one map;
             FPN: four levels, strides 8..64); None: :func:`anchor_sizes_for`.
         representation_size: the FPN head's MLP width (torchvision's 1024); C4's is GoogLeNet's 1024.
-        fpn_channels: the feature pyramid's width (torchvision's 256); the RPN and the box head take it.
-        roi_sampling_ratio: RoIAlign's sampling points per bin side (0: adaptive); None: C4 0, FPN 2.
+        fpn_channels, roi_sampling_ratio: the pyramid's width (torchvision's 256); RoIAlign's points
+            per bin side (0: adaptive; None: C4 0, FPN 2).
         box_refine_iters: test-time passes of the region head over its own regressed boxes
             (:mod:`detector.refine`); needs ``bbox_reg``.
         The rest are torchvision's ``FasterRCNN`` settings of the same names.
     """
-    for name, value, allowed in (("head", head, ("c4", "fpn")), ("proposals", proposals, ("rpn", "external", "both"))):
-        if value not in allowed:
-            raise SettingError(name, value, f"must be {' or '.join(map(repr, allowed))}")
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    _check_choices(num_classes, head, proposals)
     net, meta = _backbone_net(weights, variant, norm, transform_input)
     freeze(net, trainable_from, freeze_bn)
     mean = list(meta.get("input", {}).get("mean", image_mean or IMAGENET_MEAN))

@@ -6,9 +6,8 @@ pass's predictions join the first's before the per-class NMS. This is the "box r
 ResNet ILSVRC/COCO 2015 detection entries (He et al. 2016, appendix B: a new feature pooled from
 each regressed box gives a new score and box, and the new predictions join the original ones) and Gidaris &
 Komodakis's iterative localization (ICCV 2015). A region head trained on regions around objects
-places a box better from a start close to the object than from a loose proposal: on the demo's
-miniature two passes take the six-model ensemble from 76.8% to 90.6% mAP (README "What makes
-it learn", third round).
+places a box better from a start close to the object than from a loose proposal (measured:
+docs/learning.md, third round).
 
 One function serves a single detector (:class:`~detector.model.GoogLeNetFasterRCNN` in eval mode)
 and the ``shared`` ensemble (:mod:`detector.ensemble`), so an ensemble of one detects as its

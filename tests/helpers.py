@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from detector.evaluation.ap import iou_xyxy
+from detector.box_ops import iou_xyxy
 
 
 def confident(boxes, scores, labels, min_score: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

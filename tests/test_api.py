@@ -66,8 +66,8 @@ def test_a_file_an_array_a_list_and_a_glob_give_the_same_detections(member, imag
 
 
 def test_boxes_are_in_the_original_images_pixels_and_sorted(members, member, image):
+    from detector.box_ops import iou_xyxy
     from detector.data.ilsvrc import ILSVRCDet
-    from detector.evaluation.ap import iou_xyxy
 
     det = Detector.from_checkpoint(member, device="cpu")
     (d,) = det(image)

@@ -66,3 +66,41 @@ def test_dotted_imports_reach_modules(name):
 
 def test_tools_do_not_edit_sys_path():
     assert not [f for f in sources("tools") if "sys.path" in open(f, encoding="utf-8").read()]
+
+
+def test_the_data_pipeline_takes_nothing_from_the_packages_above_it():
+    """detector.data reads, transforms and batches; it may use box_ops and core, never the model,
+    inference, scoring or proposal-making packages that are built on it."""
+    allowed = ("detector.data", "detector.box_ops")
+    bad = {}
+    for f in sources(os.path.join("detector", "data")):
+        tree = ast.parse(open(f, encoding="utf-8").read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level:  # relative: resolve against detector/data
+                package = "detector.data" if node.level == 1 else "detector"
+                target = f"{package}.{node.module}" if node.module else package
+                if not target.startswith(allowed):
+                    bad.setdefault(os.path.relpath(f, ROOT), []).append(target)
+        bad_abs = [m for m in imported(f) if m.startswith("detector") and not m.startswith(allowed)]
+        if bad_abs:
+            bad.setdefault(os.path.relpath(f, ROOT), []).extend(bad_abs)
+    assert not bad
+
+
+def test_the_readme_is_a_map_that_names_every_module():
+    """README.md: at most 400 lines, a contents list at the top, and a layout table in which every
+    module of core, backbone, detector and tools appears in its folder's row."""
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    assert text.count("\n") <= 400
+    assert "## Contents" in text[:3000]
+    rows = {}
+    for line in text.split("## Layout", 1)[1].split("\n## ", 1)[0].splitlines():
+        cells = line.split("|")
+        if len(cells) > 2 and cells[1].strip().startswith("`"):
+            rows[cells[1].strip().strip("`").rstrip("/")] = cells[2]
+    missing = []
+    for f in sources("core", "backbone", "detector", "tools"):
+        folder, name = os.path.split(os.path.relpath(f, ROOT))
+        if name != "__init__.py" and f"`{name}`" not in rows.get(folder, ""):
+            missing.append(os.path.join(folder, name))
+    assert not missing, f"modules the README's layout table does not name in their folder's row: {missing}"

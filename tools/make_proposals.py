@@ -9,7 +9,7 @@ the proposal-recall table.
     python tools/make_proposals.py CONFIG --method ss --split train --merge         # join the shards' chunks
 
 Resumable: run the same command again after an interruption. The file format, the settings and
-their costs: README, "Region proposals".
+their costs: docs/proposals.md.
 """
 
 from __future__ import annotations

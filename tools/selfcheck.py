@@ -7,8 +7,8 @@ On the device the runtime picks (a GPU if there is one): a pretraining step with
 heads, detector training steps with the C4 and FPN heads, an evaluation batch, a two-member
 shared ensemble (each in fp32 and under autocast), TorchScript export parity and, with two GPUs
 (or on the CPU), a two-process DDP step against one process. Every result is compared with the
-same computation in fp32 on the CPU (tolerances in tools/checks/common.py; README: "First run on a
-GPU machine"). Prints a table (stage, dtype, images/s, peak memory, status); exit 1 if a row fails.
+same computation in fp32 on the CPU (tolerances in tools/checks/common.py; docs/gpu.md). Prints a
+table (stage, dtype, images/s, peak memory, status); exit 1 if a row fails.
 """
 
 from __future__ import annotations

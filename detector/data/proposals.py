@@ -1,6 +1,6 @@
 """The proposals file: every image's region proposals for one split, in one ``.npz``.
 
-Arrays (R-CNN's precomputed-proposals practice, one file a split; README "Region proposals"):
+Arrays (R-CNN's precomputed-proposals practice, one file a split; docs/proposals.md):
 
 * ``image_ids [N]`` str: the image id the readers give (ILSVRC's path under ``Data/DET/<split>``
   without ``.JPEG``, COCO's id as text, VOC's file stem);

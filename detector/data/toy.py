@@ -27,7 +27,7 @@ from core.miniature import (
     shape_mask,
 )
 
-from ..evaluation.ap import iou_xyxy
+from ..box_ops import iou_xyxy
 
 
 def det_image(rng: np.random.Generator, num_classes: int, max_objects: int = 4,

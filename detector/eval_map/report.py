@@ -11,9 +11,9 @@ from core.atomic import save_figure_atomic, write_png_atomic
 from core.data import read_image
 from core.errors import BadImageError
 
+from ..box_ops import iou_xyxy
 from ..data.sample import ImageRecord
 from ..evaluation import ImageDetections
-from ..evaluation.ap import iou_xyxy
 from ..visualize import draw_boxes, enlarged
 from .ground_truth import GroundTruth
 

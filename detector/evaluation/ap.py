@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..box_ops import iou_xyxy  # noqa: F401  (the protocols' IoU: re-exported for their callers)
+
 
 @dataclass
 class ImageDetections:
@@ -18,20 +20,6 @@ class ImageDetections:
     @staticmethod
     def empty() -> ImageDetections:
         return ImageDetections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
-
-
-def iou_xyxy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """[N, 4] x [M, 4] xyxy -> [N, M] IoU. With boxes from inclusive pixel indices (xyxy = indices
-    + (0, 0, 1, 1)), this is exactly the devkits' "+1" inclusive-pixel IoU."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    iw = (np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])).clip(0)  # [N, M]
-    ih = (np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])).clip(0)  # [N, M]
-    inter = iw * ih
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])  # [N]
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])  # [M]
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
 def precision_recall(tp: np.ndarray, fp: np.ndarray, npos: int) -> tuple[np.ndarray, np.ndarray]:
@@ -54,7 +42,7 @@ def ap_all_points(precision: np.ndarray, recall: np.ndarray) -> float:
 # VOC 2007's eleven recall thresholds as its devkit's ``0:0.1:1`` comes out in Octave, and as NumPy's
 # arange gives them (py-faster-rcnn's voc_eval.py, detectron2 and mmdetection use it): 0.3, 0.6 and
 # 0.7 are one ulp above, so a recall of exactly 3/10 does not reach "0.3". MATLAB builds the upper
-# half of a colon range from its end, so its 0.6 and 0.7 are exact (README, "Evaluation protocols").
+# half of a colon range from its end, so its 0.6 and 0.7 are exact (docs/scoring.md).
 VOC07_RECALLS = np.arange(0.0, 1.1, 0.1)
 
 

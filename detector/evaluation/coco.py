@@ -3,7 +3,7 @@ ground truth, areas and crowds included) or any records, through one of three li
 pycocotools' twelve numbers:
 
 - ``hotcoco`` (Rust, pycocotools' API): the default; 75x pycocotools here on 40k detections, 205x on 1M
-  (``tools/benchmark.py eval``, README "Benchmarks");
+  (``tools/benchmark.py eval``, docs/benchmarks.md);
 - ``faster-coco-eval`` (C++): 5-11x, when installed;
 - ``pycocotools``: the reference, and the fallback where hotcoco is not installed.
 

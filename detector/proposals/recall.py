@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..evaluation.ap import iou_xyxy
+from ..box_ops import iou_xyxy
 from ..evaluation.ilsvrc import object_thresholds
 
 TOPS = (100, 300, 1000, 2000, None)  # None: all

@@ -38,7 +38,7 @@ from core.errors import UserError
 from ..data.transforms import resize_scale
 
 # the wheel that provides cv2.ximgproc at today's OpenCV version (the Makefile installs it over the
-# plain wheel that albumentations requires by name; README "Dependencies")
+# plain wheel that albumentations requires by name; README, "Dependencies")
 OPENCV_CONTRIB = "opencv-contrib-python-headless==4.14.0.94"
 UIJLINGS_K = {"fast": (50, 100), "quality": (50, 100, 150, 300)}
 

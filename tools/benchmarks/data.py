@@ -30,7 +30,7 @@ from detector.data import COCODet, DetectionDataset, DetTransform, GroupedBatchS
 from .common import add_command, median_seconds
 from .detector import DETECTORS, one_detector
 
-# C4 on one NVIDIA H200, batch 4 at 600 px, fp32 (tools/benchmark.py detector; README): training
+# C4 on one NVIDIA H200, batch 4 at 600 px, fp32 (tools/benchmark.py detector; docs/gpu.md): training
 # 86.7 img/s, inference 194.6 img/s
 H200_C4_INFER = 194.6
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "configs", "ilsvrc_det.yaml")
@@ -43,7 +43,7 @@ def add_parser(sub) -> None:
     c.add_argument("--coco", default=os.path.normpath(TINY_COCO))
     c.add_argument("--gpu-rate", type=float, default=H200_C4_INFER,
                    help="the img/s a GPU consumes, to size the workers for (default: C4 inference on one H200, "
-                        "the faster of its training and evaluation; README 'Benchmarks')")
+                        "the faster of its training and evaluation; docs/benchmarks.md)")
     c.set_defaults(run=run)
 
 
