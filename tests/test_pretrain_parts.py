@@ -263,3 +263,41 @@ def test_dataloader_pinning_reaches_both_batch_types(monkeypatch):
     d = loader_pin(DetBatch([torch.zeros(3, 4, 4), torch.ones(3, 5, 5)], [{"boxes": torch.zeros(0, 4)}] * 2,
                             DataReport()))
     assert isinstance(d, DetBatch) and len(pinned) == 4 and torch.equal(d.images[1], torch.ones(3, 5, 5))
+
+
+def test_a_batch_with_no_readable_image_is_a_step_that_trains_nothing_in_both_trainers():
+    """One step loop (core.trainer.train_steps) under both train_one_epochs: a batch whose every
+    image was unreadable advances the position (so an epoch ends at its length and a resumed run
+    takes the next batch) without an optimiser step, in pretraining and in detection alike."""
+    from backbone.aux import GoogLeNetWithAux
+    from backbone.googlenet import googlenet
+    from backbone.pretrain.data import Batch
+    from backbone.pretrain.engine import train_one_epoch as pretrain_epoch
+    from detector.data.dataset import DetBatch
+    from detector.data.sample import DataReport
+    from detector.engine import train_one_epoch as detector_epoch
+    from detector.model import googlenet_faster_rcnn
+
+    torch.manual_seed(0)
+    net = googlenet(4, variant="paper", norm="bn", aux=True, aux_pool="adaptive")
+    assert isinstance(net, GoogLeNetWithAux)
+    full = Batch(torch.rand(2, 3, 64, 64), torch.tensor([0, 1]))
+    empty = Batch(torch.empty(0), torch.empty(0, dtype=torch.long))
+    steps = []
+    opt = torch.optim.SGD(net.parameters(), lr=0.01)
+    stats = pretrain_epoch(net, [full, empty, full], opt, Schedule(0.01, 1, 3), epoch=0, start_step=0,
+                           device=torch.device("cpu"), seed=0, progress=False, on_step=lambda s, st: steps.append(s))
+    assert stats["steps_done"] == 3 and steps == [1, 3] and stats["images"] == 4
+
+    det = googlenet_faster_rcnn(2, head="fpn", fpn_channels=32, representation_size=32, trainable_from=None,
+                                rpn_post_nms_top_n_train=16, box_batch_size_per_image=8)
+    target = {"boxes": torch.tensor([[8.0, 8.0, 40.0, 40.0]]), "labels": torch.tensor([1]),
+              "ignore": torch.tensor([False])}
+    full = DetBatch([torch.rand(3, 64, 64)], [target], DataReport())
+    empty = DetBatch([], [], DataReport())
+    steps.clear()
+    opt = torch.optim.SGD([p for p in det.parameters() if p.requires_grad], lr=1e-3)
+    stats = detector_epoch(det, [empty, full, empty], opt, lambda g: 1e-3, epoch=0, epochs=1, steps_per_epoch=3,
+                           start_step=0, device=torch.device("cpu"), seed=0, progress=False,
+                           on_step=lambda s, st: steps.append(s))
+    assert stats["steps_done"] == 3 and steps == [2] and stats["images"] == 1

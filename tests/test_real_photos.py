@@ -20,9 +20,10 @@ from benchmarks.learning import TINY_COCO, four_photos, learn  # noqa: E402
 
 
 @pytest.mark.skipif(not os.path.isdir(TINY_COCO), reason="needs ../shared/data/tiny_coco")
-# FPN at 40 steps, five seeds: mAP 0.xx-0.xx, loss ratio <= 0.xx; C4 (which runs inception 5a/5b
-# on every region and learns more slowly) at 30 steps: mAP 0.xx-0.xx, ratio <= 0.xx
-@pytest.mark.parametrize("head, steps, loss_ratio, min_map", [("fpn", 40, 0.6, 0.3), ("c4", 30, 0.9, 0.05)])
+# seeds 0-4 (tools/benchmark.py learning): FPN at 60 steps, mAP 0.403-0.833 and the loss down to
+# 0.39 of its start or less; C4 (inception 5a/5b on every region: it learns more slowly) at 45
+# steps, mAP 0.121-0.135, loss ratio 0.48 or less
+@pytest.mark.parametrize("head, steps, loss_ratio, min_map", [("fpn", 60, 0.5, 0.25), ("c4", 45, 0.6, 0.08)])
 def test_each_head_learns_four_real_photos_from_scratch(head, steps, loss_ratio, min_map):
     batch, records = four_photos()
     assert len(records) == 4 and sum(len(r.boxes) for r in records) >= 8
