@@ -74,7 +74,8 @@ def detect_images(det: Detector, paths: list[str], out: str, progress: bool) -> 
         write_png_atomic(os.path.join(out, stem + ".png"), det.draw(img, d)[:, :, ::-1])
         results += [{**r, "file_name": path} for r in d.to_coco(k)]
     write_json_atomic(os.path.join(out, "detections.json"), results)
-    print(f"infer: {len(paths) - skipped} image(s), {len(results)} detections -> {out}/ (PNG per image, "
+    folder = os.path.join(out, "")  # one trailing separator, given or not
+    print(f"infer: {len(paths) - skipped} image(s), {len(results)} detections -> {folder} (PNG per image, "
           f"detections.json)" + (f"; {skipped} unreadable skipped" if skipped else ""))
 
 
