@@ -22,19 +22,23 @@ def confident(boxes, scores, labels, min_score: float) -> tuple[np.ndarray, np.n
     return boxes[keep].reshape(-1, 4), scores[keep], labels[keep]
 
 
-def unmatched(a: tuple, b: tuple, min_score: float, box_tol: float = 0.5, score_tol: float = 2e-3) -> list:
+def unmatched(a: tuple, b: tuple, min_score: float, box_tol: float = 0.5, score_tol: float = 2e-3,
+              min_iou: float | None = None) -> list:
     """The detections of ``a`` scoring at least ``min_score + score_tol`` that ``b`` has no match
-    for (the same label, every box side within ``box_tol`` px, the score within ``score_tol``),
-    and the same the other way round. ``a`` and ``b``: ``(boxes [N, 4], scores [N], labels [N])``.
-    Detections within ``score_tol`` of the threshold may be on either side of it in the other."""
+    for (the same label, every box side within ``box_tol`` px, or with ``min_iou`` an IoU of at
+    least that, the score within ``score_tol``), and the same the other way round. ``a`` and
+    ``b``: ``(boxes [N, 4], scores [N], labels [N])``. Detections within ``score_tol`` of the
+    threshold may be on either side of it in the other."""
     missing = []
     for (x, y) in ((a, b), (b, a)):
         xb, xs, xl = confident(*x, min_score + score_tol)
         yb, ys, yl = confident(*y, min_score - score_tol)
         taken = np.zeros(len(ys), bool)
         for box, score, label in zip(xb, xs, xl):
-            fits = (~taken & (yl == label) & (np.abs(ys - score) <= score_tol)
-                    & (np.abs(yb - box).max(1, initial=0) <= box_tol) if len(ys) else np.zeros(0, bool))
+            near = (np.abs(yb - box).max(1, initial=0) <= box_tol if min_iou is None
+                    else iou_xyxy(box[None], yb)[0] >= min_iou)  # [M]
+            fits = (~taken & (yl == label) & (np.abs(ys - score) <= score_tol) & near
+                    if len(ys) else np.zeros(0, bool))
             if fits.any():
                 taken[np.flatnonzero(fits)[0]] = True
             else:
@@ -43,12 +47,12 @@ def unmatched(a: tuple, b: tuple, min_score: float, box_tol: float = 0.5, score_
 
 
 def assert_same_detections(a: tuple, b: tuple, min_score: float, box_tol: float = 0.5,
-                           score_tol: float = 2e-3, at_least: int = 1) -> None:
+                           score_tol: float = 2e-3, at_least: int = 1, min_iou: float | None = None) -> None:
     """``a`` and ``b`` hold the same confident detections (:func:`unmatched`), and at least
     ``at_least`` of them, so that the comparison compares something."""
     n = len(confident(*a, min_score)[1])
     assert n >= at_least, f"only {n} detections score >= {min_score}: nothing to compare"
-    missing = unmatched(a, b, min_score, box_tol, score_tol)
+    missing = unmatched(a, b, min_score, box_tol, score_tol, min_iou)
     assert not missing, f"{len(missing)} confident detections without a match: {missing[:3]}"
 
 

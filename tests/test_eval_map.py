@@ -163,8 +163,11 @@ def test_batches_of_8_score_as_batches_of_1(members, tmp_path):
 
 def test_bf16_autocast_on_the_cpu_detects_what_fp32_detects(members, tmp_path):
     """amp=bf16: the autocast path GPUs take, run on the CPU; boxes stay fp32 (the heads hand
-    torchvision fp32 deltas), so the confident detections are fp32's within bf16's rounding of the
-    features: 8 bits of mantissa move a score by about 1e-2 and a box by a pixel."""
+    torchvision fp32 deltas), so the confident detections find fp32's objects with fp32's labels,
+    their scores within bf16's rounding of the features (8 bits of mantissa: about 1e-2). Boxes are
+    compared by overlap, not to the pixel: bf16's rounding reaches the box regression, and the two
+    refinement passes regress again from the moved box, so a box may move several pixels (measured
+    with the kernels forced to AVX2, where bf16 is emulated: 7 px on a 60 px object)."""
     member = ["--checkpoints", members.paths[0]]
     fp32 = report(evaluate(members, "--out", str(tmp_path / "fp32"), *member), str(tmp_path / "fp32"))
     bf16 = report(evaluate(members, "amp=bf16", "--out", str(tmp_path / "bf16"), *member), str(tmp_path / "bf16"))
@@ -173,7 +176,7 @@ def test_bf16_autocast_on_the_cpu_detects_what_fp32_detects(members, tmp_path):
     z = np.load(tmp_path / "bf16" / "model_0" / "detections.npz")
     assert z["boxes"].dtype == np.float32 and np.isfinite(z["boxes"]).all() and np.isfinite(z["scores"]).all()
     for x, y in zip(per_image(tmp_path / "fp32" / "model_0"), per_image(tmp_path / "bf16" / "model_0")):
-        assert_same_detections(x, y, min_score=0.5, box_tol=2.0, score_tol=0.05, at_least=0)
+        assert_same_detections(x, y, min_score=0.5, score_tol=0.05, at_least=0, min_iou=0.5)
 
 
 def test_tta_scores_each_member_over_the_views_and_is_cached(members, tmp_path):
