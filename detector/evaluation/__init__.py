@@ -1,6 +1,7 @@
 """Evaluation protocols: ILSVRC DET (the paper's), Pascal VOC 2007/2010+, and COCO via pycocotools."""
 
-from .ap import ImageDetections, ap_11_points, ap_all_points, iou_xyxy
+from ..box_ops import iou_xyxy
+from .ap import ImageDetections, ap_11_points, ap_all_points
 from .coco import evaluate_coco
 from .ilsvrc import evaluate_ilsvrc, object_thresholds
 from .results import (

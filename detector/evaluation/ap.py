@@ -1,12 +1,11 @@
-"""Shared pieces of the AP protocols: per-image detections, IoU, and the precision/recall areas."""
+"""Shared pieces of the AP protocols: per-image detections and the precision/recall areas (their IoU is
+``detector.box_ops.iou_xyxy``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-
-from ..box_ops import iou_xyxy  # noqa: F401  (the protocols' IoU: re-exported for their callers)
 
 
 @dataclass

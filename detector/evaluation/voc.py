@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..box_ops import iou_xyxy
 from .ap import (
     FlatDetections,
     ImageDetections,
     ap_11_points,
     ap_all_points,
     check_aligned,
-    iou_xyxy,
     objects_by_image,
     per_image_groups,
     precision_recall,
