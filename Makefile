@@ -24,8 +24,11 @@ $(STAMP): setup.py
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
+# pytest-xdist: one worker per core (tests/conftest.py shares the cores out as threads); TEST_WORKERS=0
+# runs the suite in this one process.
+TEST_WORKERS ?= auto
 test: lint
-	$(PY) -m pytest -q --durations=15 tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 tests
 
 # The whole job on the built-in miniature (README: "The demo"): the Table-1 summary; pretraining on
 # the generated miniature ImageNet; six detectors on the generated miniature ILSVRC DET, each its

@@ -41,6 +41,8 @@ setup(
         "export": ["onnx>=1.16,<2", "onnxruntime>=1.18,<2"],
         # ruff pinned: `make lint` (part of `make test`) must not change verdict with a release
         # faster-coco-eval: the third COCO metrics library, held to pycocotools' numbers and benchmarked
-        "test": ["pytest>=7,<10", "onnx>=1.16,<2", "onnxruntime>=1.18,<2", "ruff==0.16.9", "faster-coco-eval>=1.6,<2"],
+        # pytest-xdist: `make test` runs a worker per core
+        "test": ["pytest>=7,<10", "pytest-xdist>=3.5,<4", "onnx>=1.16,<2", "onnxruntime>=1.18,<2", "ruff==0.16.9",
+                 "faster-coco-eval>=1.6,<2"],
     },
 )

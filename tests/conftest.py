@@ -1,18 +1,33 @@
-"""Suite-wide settings, and the two trained detectors that the inference and scoring tests share."""
+"""Suite-wide settings, and the two trained detectors that the inference and scoring tests share.
+
+``make test`` runs the suite on pytest-xdist workers, one per core, a file's tests on one worker
+(``-n auto --dist loadfile``): each worker and the tools it starts get their share of the cores as
+threads, and the workers share one copy of the trained members (the first to need them trains them)."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import pytest
+from filelock import FileLock
 
 # the parsed-index cache (detector/data/index_cache.py) of the suite's many throwaway data sets goes
 # to a folder of the run's own, not the user's ~/.cache; tools run as subprocesses inherit it
 os.environ.setdefault("GOOGLENET_DET_CACHE", tempfile.mkdtemp(prefix="googlenet-det-index-"))
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # the workers share the cores out: more threads than cores only wait on each other (OpenMP)
+    _threads = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(_threads)  # the tools run as subprocesses
+
+    import torch
+
+    torch.set_num_threads(_threads)
 
 
 @dataclass
@@ -58,6 +73,20 @@ def _train(model, batches: list, steps: int, seed: int) -> None:
 
 @pytest.fixture(scope="session")
 def members(tmp_path_factory) -> Members:
+    """Two trained members of a two-class miniature (:func:`train_members`), made once a run: under
+    pytest-xdist the first worker to need them trains them while the others wait on the lock, in
+    the run's folder (the parent of each worker's own)."""
+    base = tmp_path_factory.getbasetemp()
+    base = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "members"
+    made = base / "members.json"
+    with FileLock(f"{base}.lock"):
+        if not made.exists():
+            got = train_members(str(base))
+            made.write_text(json.dumps(asdict(got)))
+    return Members(**json.loads(made.read_text()))
+
+
+def train_members(base: str) -> Members:
     """Two trained members of a two-class miniature, confident on its 8 validation images (they
     are trained on them: these members exist to give the inference and scoring tests detections
     that any CPU computes alike, scores near 1 on the objects and low elsewhere, not to
@@ -75,9 +104,9 @@ def members(tmp_path_factory) -> Members:
     from detector.data.toy import make_toy_ilsvrc
     from detector.final import save_final
 
-    base = tmp_path_factory.mktemp("members")
-    root = make_toy_ilsvrc(str(base / "ilsvrc"), n_train=4, n_val=8, n_negative=0, num_classes=2, cls_per_class=1)
-    work = str(base / "work")
+    root = make_toy_ilsvrc(os.path.join(base, "ilsvrc"), n_train=4, n_val=8, n_negative=0, num_classes=2,
+                           cls_per_class=1)
+    work = os.path.join(base, "work")
     overrides = member_overrides(root, work)
     cfg = load_config(DetConfig, os.path.join(ROOT, "configs", "toy_det.yaml"), overrides)
     ds, index = build_detection_data(cfg.data, train=False)  # the val split, resized to 96 px, no augmentation

@@ -1,10 +1,12 @@
-"""The detector learns real photos: four tiny-COCO photos (``../shared/data``), each head from
-scratch through ``train_one_epoch`` with the default (fused) AdamW; the loss falls and the
-detector finds the photos' objects again (VOC mAP@0.5 on its own training photos).
+"""The detector learns real photos: a tiny-COCO photo (``../shared/data``), each head from scratch
+through ``train_one_epoch`` with the default (fused) AdamW; the loss falls, and the detector finds
+the photo's objects again and names their classes (on the photo it learned).
 
 The short version of ``python tools/benchmark.py learning`` (tools/benchmarks/learning.py), which
-runs the long one over several seeds; the marks below sit under the lowest of five seeds at this
-length, with a margin (docs/detector.md, "Real photos")."""
+runs four photos and longer, over several seeds (docs/detector.md, "Real photos"). One photo, not
+four: at a test's length (under a minute) neither head has learned four photos on every seed and
+CPU (C4 at 40 steps: mAP 0.01-0.15, objects ranked above background no better than chance), while
+one photo is learned by every seed."""
 
 from __future__ import annotations
 
@@ -16,21 +18,24 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 
-from benchmarks.learning import TINY_COCO, four_photos, learn  # noqa: E402
+from benchmarks.learning import TINY_COCO, learn, photos  # noqa: E402
 
 
 @pytest.mark.skipif(not os.path.isdir(TINY_COCO), reason="needs ../shared/data/tiny_coco")
-# seeds 0-4 (tools/benchmark.py learning): FPN at 60 steps, mAP 0.403-0.833 and the loss down to
-# 0.39 of its start or less; C4 (inception 5a/5b on every region: it learns more slowly) at 45
-# steps, mAP 0.121-0.135, loss ratio 0.48 or less. Another CPU's rounding moves C4 more than the
-# seeds do: seed 0 forced to AVX2 reached FPN 0.667, C4 0.129, forced to no vector kernels
-# (ATEN_CPU_CAPABILITY=default) C4 0.074, loss ratio 0.46. Untrained, either head scores
-# 0.000-0.001 (seeds 0-2), so C4's mark of 0.04 still says it learned.
-@pytest.mark.parametrize("head, steps, loss_ratio, min_map", [("fpn", 60, 0.5, 0.25), ("c4", 45, 0.6, 0.04)])
-def test_each_head_learns_four_real_photos_from_scratch(head, steps, loss_ratio, min_map):
-    batch, records = four_photos()
-    assert len(records) == 4 and sum(len(r.boxes) for r in records) >= 8
+# seeds 0-4 (python tools/benchmark.py learning --batch 1 --heads fpn --steps 80, and c4 --steps 60;
+# AMD EPYC, 2 threads): FPN at 80 steps mAP 0.750-1.000, both objects classified on every seed, the
+# loss down to 0.35 of its start or less (19 s a run); C4 at 60 steps mAP 0.600-0.667, both objects
+# classified, loss ratio 0.44 or less (22 s). Untrained, either head scores mAP 0.000 and names
+# neither object (seeds 0-2). The marks sit under the lowest seed with a margin for another CPU's
+# rounding.
+@pytest.mark.parametrize("head, steps, loss_ratio, min_map, min_classified", [
+    ("fpn", 80, 0.5, 0.5, 0.5), ("c4", 60, 0.6, 0.3, 0.5)])
+def test_each_head_learns_a_real_photo_from_scratch(head, steps, loss_ratio, min_map, min_classified):
+    batch, records = photos(1)
+    assert len(records) == 1 and len(records[0].boxes) >= 2
     got = learn(head, steps, seed=0, batch=batch, records=records)
-    print(f"{head}: loss {got['first']:.3f} -> {got['last']:.3f}, VOC mAP@0.5 on its photos {got['map']:.3f}")
+    print(f"{head}: loss {got['first']:.3f} -> {got['last']:.3f}, VOC mAP@0.5 {got['map']:.3f}, classified "
+          f"{got['classified']:.2f}, objectness {got['objectness']:.2f}")
     assert got["last"] < loss_ratio * got["first"], got
     assert got["map"] >= min_map, got
+    assert got["classified"] >= min_classified, got
