@@ -8,7 +8,7 @@ learn, not does it generalise): VOC mAP@0.5; the share of objects whose class th
 on their own boxes; and how well it ranks objects above background (:func:`objectness_auc`). The
 last two tell a head that has learned the photos from one whose loss has fallen by learning that
 most regions are background: C4 on four photos at 40 steps (loss at 0.41-0.46 of its start, mAP
-0.01-0.15, objectness 0.34-0.54: not yet). ``tests/test_real_photos.py`` keeps the short version
+0.01-0.15, objectness 0.34-0.52: not yet). ``tests/test_real_photos.py`` keeps the short version
 (one photo) with marks under the seeds' spread that this prints.
 """
 
@@ -66,14 +66,19 @@ def background_boxes_xyxy(gt: torch.Tensor, height: int, width: int, side: int =
     return boxes[box_iou(boxes, gt).amax(1) < 0.1] if len(gt) else boxes
 
 
+def _features(model, batch):
+    """The model in eval mode on the batch: its normalised images and backbone features."""
+    model.eval()
+    images = model.transform(images_to(batch.images, torch.device("cpu")))[0]
+    return images, model.backbone(images.tensors)
+
+
 @torch.no_grad()
 def objects_classified(model, batch) -> float:
     """The share of the batch's objects whose most likely object class, by the region head on the
     object's own ground-truth box, is the object's class (of 80; early in training background
     outscores every class on most boxes, and the ranking among the classes is what is learned)."""
-    model.eval()
-    images = model.transform(images_to(batch.images, torch.device("cpu")))[0]
-    features = model.backbone(images.tensors)
+    images, features = _features(model, batch)
     probs, _ = head_outputs(model, features, [t["boxes"] for t in batch.targets], images.image_sizes)  # [N, C+1]
     labels = torch.cat([t["labels"] for t in batch.targets])  # [N]
     return float((probs[:, 1:].argmax(1) + 1 == labels).float().mean())
@@ -83,10 +88,8 @@ def objects_classified(model, batch) -> float:
 def objectness_auc(model, batch) -> float:
     """How well the region head ranks objects above background: the chance that an object's own
     box gets a higher object probability (1 - background) than a box on background
-    (:func:`background_boxes_xyxy`): 0.5 untrained, 1.0 when every object outranks all background."""
-    model.eval()
-    images = model.transform(images_to(batch.images, torch.device("cpu")))[0]
-    features = model.backbone(images.tensors)
+    (:func:`background_boxes_xyxy`): 0.5 by chance, 1.0 when every object outranks all background."""
+    images, features = _features(model, batch)
     gt = [t["boxes"] for t in batch.targets]
     bg = [background_boxes_xyxy(g, int(h), int(w)) for g, (h, w) in zip(gt, images.image_sizes)]
     probs, _ = head_outputs(model, features, [torch.cat([g, b]) for g, b in zip(gt, bg)], images.image_sizes)
