@@ -21,12 +21,14 @@ os.environ.setdefault("GOOGLENET_DET_CACHE", tempfile.mkdtemp(prefix="googlenet-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    # the workers share the cores out: more threads than cores only wait on each other (OpenMP)
-    _threads = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
-    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(_threads)  # the tools run as subprocesses
-
+    # the workers share the cores out as the demo's parallel members do (core/jobs.py): more
+    # threads than cores only wait on each other (OpenMP)
     import torch
 
+    from core.jobs import threads_per_job
+
+    _threads = threads_per_job(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(_threads)  # the tools run as subprocesses
     torch.set_num_threads(_threads)
 
 

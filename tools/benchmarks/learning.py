@@ -5,7 +5,7 @@ at least 24 px across at 160 px; four by default, ``--batch``) are learned from 
 head through the detector's own ``train_one_epoch`` (all the photos a step, AdamW as configured,
 gradients clipped at 5), then detected by ``predict`` and scored on the same photos (does the head
 learn, not does it generalise): VOC mAP@0.5; the share of objects whose class the region head names
-on their own boxes; and how well it ranks objects above background (:func:`objectness_auc`). The
+on their own boxes; and how well it ranks objects above background (:func:`head_on_objects`). The
 last two tell a head that has learned the photos from one whose loss has fallen by learning that
 most regions are background: C4 on four photos at 40 steps (loss at 0.41-0.46 of its start, mAP
 0.01-0.15, objectness 0.34-0.52: not yet). ``tests/test_real_photos.py`` keeps the short version
@@ -66,44 +66,36 @@ def background_boxes_xyxy(gt: torch.Tensor, height: int, width: int, side: int =
     return boxes[box_iou(boxes, gt).amax(1) < 0.1] if len(gt) else boxes
 
 
-def _features(model, batch):
-    """The model in eval mode on the batch: its normalised images and backbone features."""
+@torch.no_grad()
+def head_on_objects(model, batch) -> dict:
+    """The region head, in eval mode, on each object's own ground-truth box and on background
+    boxes (:func:`background_boxes_xyxy`), in one pass:
+
+    - ``"classified"``: the share of objects whose most likely object class is theirs (of 80;
+      early in training background outscores every class on most boxes, and the ranking among
+      the classes is what is learned);
+    - ``"objectness"``: how well it ranks objects above background, the chance that an object's
+      box gets a higher object probability (1 - background) than a background box: 0.5 by chance,
+      1.0 when every object outranks all background."""
     model.eval()
     images = model.transform(images_to(batch.images, torch.device("cpu")))[0]
-    return images, model.backbone(images.tensors)
-
-
-@torch.no_grad()
-def objects_classified(model, batch) -> float:
-    """The share of the batch's objects whose most likely object class, by the region head on the
-    object's own ground-truth box, is the object's class (of 80; early in training background
-    outscores every class on most boxes, and the ranking among the classes is what is learned)."""
-    images, features = _features(model, batch)
-    probs, _ = head_outputs(model, features, [t["boxes"] for t in batch.targets], images.image_sizes)  # [N, C+1]
-    labels = torch.cat([t["labels"] for t in batch.targets])  # [N]
-    return float((probs[:, 1:].argmax(1) + 1 == labels).float().mean())
-
-
-@torch.no_grad()
-def objectness_auc(model, batch) -> float:
-    """How well the region head ranks objects above background: the chance that an object's own
-    box gets a higher object probability (1 - background) than a box on background
-    (:func:`background_boxes_xyxy`): 0.5 by chance, 1.0 when every object outranks all background."""
-    images, features = _features(model, batch)
+    features = model.backbone(images.tensors)
     gt = [t["boxes"] for t in batch.targets]
     bg = [background_boxes_xyxy(g, int(h), int(w)) for g, (h, w) in zip(gt, images.image_sizes)]
     probs, _ = head_outputs(model, features, [torch.cat([g, b]) for g, b in zip(gt, bg)], images.image_sizes)
-    fg = 1 - probs[:, 0]  # [N + B] image by image, each image's objects first
-    is_object = torch.cat([torch.arange(len(g) + len(b)) < len(g) for g, b in zip(gt, bg)])
+    is_object = torch.cat([torch.arange(len(g) + len(b)) < len(g) for g, b in zip(gt, bg)])  # image by image
+    labels = torch.cat([t["labels"] for t in batch.targets])  # [N]
+    classified = probs[is_object, 1:].argmax(1) + 1 == labels  # [N]
+    fg = 1 - probs[:, 0]
     pos, neg = fg[is_object], fg[~is_object]  # [N], [B]
-    return float((pos[:, None] > neg[None, :]).float().mean() + 0.5 * (pos[:, None] == neg[None, :]).float().mean())
+    objectness = (pos[:, None] > neg[None, :]).float().mean() + 0.5 * (pos[:, None] == neg[None, :]).float().mean()
+    return {"classified": float(classified.float().mean()), "objectness": float(objectness)}
 
 
 def learn(head: str, steps: int, seed: int, batch, records) -> dict:
     """One head from scratch on the photos (:func:`photos`): ``{"first", "last"}`` (the mean loss
     of the first and last tenth of the steps), ``"map"`` (VOC mAP@0.5 on the photos),
-    ``"classified"`` (:func:`objects_classified`), ``"objectness"`` (:func:`objectness_auc`) and
-    ``"seconds"``."""
+    ``"classified"`` and ``"objectness"`` (:func:`head_on_objects`) and ``"seconds"``."""
     lr, regions = HEADS[head]
     torch.manual_seed(seed)
     model = googlenet_faster_rcnn(80, head=head, trainable_from=None, rpn_post_nms_top_n_train=64,
@@ -118,8 +110,8 @@ def learn(head: str, steps: int, seed: int, batch, records) -> dict:
     dets, _ = predict(Predictor([model]), [batch], torch.device("cpu"), len(records))
     tenth = max(1, steps // 10)
     return {"first": float(np.mean(losses[:tenth])), "last": float(np.mean(losses[-tenth:])),
-            "map": float(evaluate_voc(records, dets, 80)["map"]), "classified": objects_classified(model, batch),
-            "objectness": objectness_auc(model, batch), "seconds": time.perf_counter() - tic}
+            "map": float(evaluate_voc(records, dets, 80)["map"]), **head_on_objects(model, batch),
+            "seconds": time.perf_counter() - tic}
 
 
 def add_parser(sub) -> None:
