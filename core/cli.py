@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from .errors import NonFiniteLoss, UserError
+from .errors import NonFiniteLoss, ShardsFailed, UserError
 
 # Exit codes of every tool.
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NON_FINITE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -14,8 +14,9 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NON_FINITE, EXIT_INTERRUPTED = 0, 1, 
 
 def run_guarded(name: str, body: Callable[[], int]) -> int:
     """``body()``'s exit code; 2 for input a user can fix (configs, data, weights, checkpoints,
-    devices, an output folder that holds something else), 3 for a non-finite loss, 130 when
-    interrupted (with how to continue). Each is one line on stderr, prefixed with ``name``."""
+    devices, an output folder that holds something else), 1 for shards that failed on every try (one
+    line, then one a shard), 3 for a non-finite loss, 130 when interrupted (with how to continue).
+    Each is one line on stderr, prefixed with ``name``."""
     try:
         return body()
     except (UserError, FileExistsError) as e:
@@ -29,6 +30,9 @@ def run_guarded(name: str, body: Callable[[], int]) -> int:
     except NonFiniteLoss as e:
         print(f"{name}: {e}", file=sys.stderr)
         return EXIT_NON_FINITE
+    except ShardsFailed as e:  # the summary names every shard left out, with its images
+        print(f"{name}: {e}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print(f"{name}: interrupted; run the same command again (resume=auto) to continue", file=sys.stderr)
         return EXIT_INTERRUPTED

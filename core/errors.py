@@ -26,3 +26,20 @@ class BadImageError(DataError):
 
 class NonFiniteLoss(RuntimeError):
     """A NaN or infinite loss: training stops and names the last good checkpoint."""
+
+
+class ShardsFailed(RuntimeError):
+    """Shards of a sharded run that failed on every try: named with their first images, so that
+    nothing is dropped unsaid; the shards that were done stay on disk for the next run."""
+
+    def __init__(self, what: str, failures: list, shards: int, show: int = 5) -> None:
+        lines = [f"{len(failures)} of {shards} shards of {what} failed twice and are not in the output yet; "
+                 "run the same command again to retry them (the finished shards are kept):"]
+        for f in sorted(failures, key=lambda f: f.shard)[:show]:
+            more = f" and {len(f.items) - 3} more" if len(f.items) > 3 else ""
+            names = ", ".join(str(x) for x in f.items[:3]) + more
+            lines.append(f"  shard {f.shard} ({names}): {f.error}")
+        if len(failures) > show:
+            lines.append(f"  ... and {len(failures) - show} more shards")
+        super().__init__("\n".join(lines))
+        self.failures = failures

@@ -39,11 +39,11 @@ class LogProgress:
     long enough to print before it."""
 
     def __init__(self, iterable: Iterable | None = None, *, total: int | None = None, initial: int = 0,
-                 desc: str = "", leave: bool = True, every: float | None = None, stream=None) -> None:
+                 desc: str = "", leave: bool = True, every: float | None = None, stream=None, unit: str = "") -> None:
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
             total = len(iterable)
         self.iterable, self.total, self.n, self.start_n = iterable, total, initial, initial
-        self.desc, self.leave, self.postfix = desc, leave, ""
+        self.desc, self.leave, self.postfix, self.unit = desc, leave, "", unit
         self.every = _interval() if every is None else every
         self.stream = stream if stream is not None else sys.stderr
         self.started = self.last = time.perf_counter()
@@ -72,12 +72,14 @@ class LogProgress:
         done = self.n - self.start_n
         elapsed = now - self.started
         parts = [self.desc] if self.desc else []
-        parts.append(f"step {self.n}/{self.total} ({100 * self.n // max(self.total, 1)}%)" if self.total
-                     else f"step {self.n}")
+        what = self.unit or "step"
+        parts.append(f"{what} {self.n}/{self.total} ({100 * self.n // max(self.total, 1)}%)" if self.total
+                     else f"{what} {self.n}")
         if self.postfix:
             parts.append(self.postfix)
-        if done:
-            parts.append(f"{elapsed / done:.2f} s/it")
+        if done:  # counted things (images) as a rate, steps as seconds each
+            rate = f"{done / max(elapsed, 1e-9):.1f} {self.unit}/s" if self.unit else f"{elapsed / done:.2f} s/it"
+            parts.append(rate)
             if self.total and self.n < self.total:
                 parts.append(f"eta {_clock(elapsed / done * (self.total - self.n))}")
             elif self.total:
@@ -97,10 +99,11 @@ class LogProgress:
 
 
 def progress_bar(iterable: Iterable | None = None, *, total: int | None = None, initial: int = 0, desc: str = "",
-             enabled: bool = True, leave: bool = True):
+             enabled: bool = True, leave: bool = True, unit: str = ""):
     """A bar on a terminal, log lines elsewhere, nothing when not ``enabled``; tqdm's interface
-    (iterate it, or ``update`` / ``set_postfix`` / ``close``)."""
+    (iterate it, or ``update`` / ``set_postfix`` / ``close``). With a ``unit`` ("img") the rate is
+    things a second, else seconds a step."""
     if enabled and not sys.stderr.isatty():
-        return LogProgress(iterable, total=total, initial=initial, desc=desc, leave=leave)
+        return LogProgress(iterable, total=total, initial=initial, desc=desc, leave=leave, unit=unit)
     return tqdm(iterable, total=total, initial=initial, desc=desc, disable=not enabled, dynamic_ncols=True,
-                leave=leave)
+                leave=leave, unit=unit or "it")

@@ -2,7 +2,9 @@
 chunk written atomically into ``<out>.parts/`` as it is done, so that
 
 * a killed run, run again, does only the chunks that are missing and ends with the same file;
-* ``--workers N`` runs chunks in N processes (Selective Search is single-threaded C++);
+* ``--workers N`` runs chunks in N processes (Selective Search is single-threaded C++), and
+  ``--engine ray`` on the actors of a Ray cluster (:mod:`core.engines`); either way this process
+  writes each chunk as it comes back, and the file is the same;
 * ``--shard K/N`` does every N-th chunk from the K-th, on as many machines: copy their
   ``<out>.parts/`` folders into one and run once more without ``--shard`` to join them.
 
@@ -12,18 +14,19 @@ member samples); one that cannot be read gets no boxes, and is named in the data
 
 from __future__ import annotations
 
-import json
-import multiprocessing
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from functools import partial
 
 import numpy as np
 
 from core.atomic import write_json_atomic
 from core.data_report import DataReport, publish, report_path
-from core.errors import BadImageError, DataError
+from core.engines import Engine, run_shards
+from core.errors import BadImageError, DataError, ShardsFailed
+from core.parts import check_settings, differing
 from core.progress import progress_bar
 from core.records import log
 
@@ -40,17 +43,18 @@ CHUNK = 16
 
 @dataclass
 class Job:
-    """What to make: the ``method``'s boxes (a function of one record: ``(boxes, scores or None)``)
-    for ``split``, into ``out``; ``settings`` identify the method's setup in the file."""
+    """What to make: the method's boxes for ``split``, into ``out``; ``settings`` identify the
+    method's setup in the file. ``recipe()`` builds, in each worker, the function of one record:
+    ``(boxes [P, 4] float32 xyxy, scores [P] or None)``, raising BadImageError (methods.py)."""
 
     split: str
     out: str
     settings: dict
-    boxes_of: Callable  # record -> (boxes [P, 4] float32 xyxy, scores [P] or None); raises BadImageError
-    scores: bool = False  # boxes_of gives scores
+    recipe: Callable[[], Callable]  # frozen and picklable: SelectiveSearchRecipe, RPNRecipe
+    scores: bool = False  # the method gives scores
     top_n: int = 2000
     chunk: int = CHUNK
-    workers: int = 1
+    engine: Engine = field(default_factory=Engine)
     shard: tuple[int, int] = (0, 1)
     merge_only: bool = False
     progress: bool = True
@@ -65,21 +69,32 @@ def split_records(cfg: DetConfig, split: str) -> list:
     return index.records
 
 
-def _chunk(job: Job, records: list, i: int) -> Proposals:
-    """Chunk ``i``'s proposals; unreadable images get none (listed in the chunk's meta)."""
-    part = _part(job, records, i)
+@dataclass(frozen=True)
+class ChunkMaker:
+    """Builds, in a worker, the function from a chunk's records to their :class:`Proposals`."""
+
+    recipe: Callable[[], Callable]
+    top_n: int
+    scores: bool
+
+    def __call__(self) -> Callable[[list], Proposals]:
+        return partial(_chunk, self.recipe(), self.top_n, self.scores)
+
+
+def _chunk(boxes_of: Callable, top_n: int, with_scores: bool, part: list) -> Proposals:
+    """A chunk's proposals; unreadable images get none (listed in the chunk's meta)."""
     boxes, scores, skipped = [], [], []
     for rec in part:
         try:
-            b, s = job.boxes_of(rec)
+            b, s = boxes_of(rec)
         except BadImageError as e:
-            b, s = np.zeros((0, 4), np.float32), np.zeros(0, np.float32) if job.scores else None
+            b, s = np.zeros((0, 4), np.float32), np.zeros(0, np.float32) if with_scores else None
             skipped.append([e.path, e.detail])
-        boxes.append(np.asarray(b, np.float32).reshape(-1, 4)[: job.top_n])
-        scores.append(None if s is None else np.asarray(s, np.float32)[: job.top_n])
+        boxes.append(np.asarray(b, np.float32).reshape(-1, 4)[:top_n])
+        scores.append(None if s is None else np.asarray(s, np.float32)[:top_n])
     return Proposals(np.array([str(r.image_id) for r in part]), np.array([[r.height, r.width] for r in part]),
                      np.array([len(b) for b in boxes], np.int64), np.concatenate(boxes),
-                     np.concatenate(scores) if job.scores else None, {"skipped": skipped})
+                     np.concatenate(scores) if with_scores else None, {"skipped": skipped})
 
 
 def _chunks(job: Job, records: list) -> int:
@@ -104,49 +119,14 @@ def _readable(path: str) -> Proposals | None:
         return None
 
 
-def _differing(was: dict, now: dict) -> list[str]:
-    """The keys whose values differ between two settings."""
-    return sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
-
-
 def _done(job: Job, records: list, parts: str, i: int) -> bool:
     """Chunk ``i`` is on disk, readable, and of these images."""
     p = _readable(_chunk_path(parts, i))
     return p is not None and p.image_ids.tolist() == [str(r.image_id) for r in _part(job, records, i)]
 
 
-_WORK: tuple | None = None  # (job, records, parts) in a worker process
-
-
-def _init(job: Job, records: list, parts: str) -> None:
-    import cv2
-
-    cv2.setNumThreads(1)  # parallel over processes, not threads inside one
-    global _WORK
-    _WORK = (job, records, parts)
-
-
-def _run_chunk(i: int) -> int:
-    job, records, parts = _WORK
-    save_proposals(_chunk_path(parts, i), _chunk(job, records, i))
-    return len(_part(job, records, i))
-
-
-def _check_settings(parts: str, settings: dict) -> None:
-    """Chunks in ``parts`` were made with these settings (or none are there yet)."""
-    path = os.path.join(parts, "settings.json")
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            was = json.load(f)
-        if was != settings:
-            raise ProposalError(f"{parts}: chunks made with other settings ({', '.join(_differing(was, settings))} "
-                                "differ); delete that folder to start again, or run with the settings it was made with")
-    else:
-        write_json_atomic(path, settings)
-
-
 def compute(job: Job, records: list, parts: str) -> None:
-    """Every chunk of this shard that is not done yet, in ``job.workers`` processes."""
+    """Every chunk of this shard that is not done yet, on ``job.engine``."""
     k, n = job.shard
     mine = [i for i in range(_chunks(job, records)) if i % n == k]
     todo = [i for i in mine if not _done(job, records, parts, i)]
@@ -156,16 +136,20 @@ def compute(job: Job, records: list, parts: str) -> None:
                             "--merge to make them")
     total = sum(len(_part(job, records, i)) for i in mine)
     left = sum(len(_part(job, records, i)) for i in todo)
-    bar = progress_bar(total=total, initial=total - left, desc=f"proposals {job.split}", enabled=job.progress)
-    if job.workers <= 1 or len(todo) <= 1:
-        _init(job, records, parts)
-        for i in todo:
-            bar.update(_run_chunk(i))
-    else:
-        with multiprocessing.get_context("fork").Pool(job.workers, _init, (job, records, parts)) as pool:
-            for count in pool.imap_unordered(_run_chunk, todo):
-                bar.update(count)
+    bar = progress_bar(total=total, initial=total - left, desc=f"proposals {job.split}", enabled=job.progress,
+                       unit="img")
+
+    def done(i: int, chunk: Proposals) -> None:
+        save_proposals(_chunk_path(parts, i), chunk)
+        bar.update(len(chunk.image_ids))
+
+    outcome = run_shards(ChunkMaker(job.recipe, job.top_n, job.scores), [(i, _part(job, records, i)) for i in todo],
+                         job.engine, done)
     bar.close()
+    if outcome.failures:
+        for f in outcome.failures:  # the shards' images by path, as the data report names them
+            f.items = [r.path for r in f.items]
+        raise ShardsFailed(f"proposals for {job.split}", outcome.failures, len(mine))
 
 
 def make(cfg: DetConfig, job: Job) -> list[dict] | None:
@@ -177,7 +161,7 @@ def make(cfg: DetConfig, job: Job) -> list[dict] | None:
     if not _complete(job.out, settings, records):
         parts = job.out + ".parts"
         os.makedirs(parts, exist_ok=True)
-        _check_settings(parts, settings)
+        check_settings(parts, settings, ProposalError)
         compute(job, records, parts)
         if job.shard[1] > 1:
             log(f"shard {job.shard[0]}/{job.shard[1]} done in {parts}; when every shard is, copy their .parts "
@@ -203,7 +187,7 @@ def _complete(out: str, settings: dict, records: list) -> bool:
         return False
     meta = {k: v for k, v in p.meta.items() if k not in ("format", "version")}
     if meta != settings:  # another run's file: never overwritten unasked
-        raise ProposalError(f"{out}: made with other settings ({', '.join(_differing(meta, settings))} differ); "
+        raise ProposalError(f"{out}: made with other settings ({', '.join(differing(meta, settings))} differ); "
                             "delete it or give another --out")
     return p.image_ids.tolist() == [str(r.image_id) for r in records]
 

@@ -1,9 +1,14 @@
 """The two ways to make proposals, as functions of one image record: ``(boxes [P, 4] float32 xyxy
 in the original image's pixels, best first; scores [P] or None)``. Both decode the image as
 training does (``load_sample``: the annotation's size, EXIF as annotated) and raise
-``BadImageError`` for one that cannot be read."""
+``BadImageError`` for one that cannot be read.
+
+Each comes as a recipe (a small frozen, picklable value) that builds the function in the worker
+process that runs it (:mod:`core.engines`): a model is loaded where it runs, never shipped."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -13,6 +18,36 @@ from ..data.transforms import resize_image
 from ..ensemble import rpn_proposals
 from ..model import GoogLeNetFasterRCNN
 from .selective_search import SelectiveSearch
+
+
+@dataclass(frozen=True)
+class SelectiveSearchRecipe:
+    ss: SelectiveSearch
+
+    def __call__(self) -> SelectiveSearchBoxes:
+        import cv2
+
+        cv2.setNumThreads(1)  # parallel over workers, not threads inside one
+        return SelectiveSearchBoxes(self.ss)
+
+
+@dataclass(frozen=True)
+class RPNRecipe:
+    """A member's RPN (see :class:`RPNBoxes`), loaded from ``checkpoint`` in the worker."""
+
+    checkpoint: str
+    device: str
+    test_scale: int
+    max_size: int
+    top_n: int
+
+    def __call__(self) -> RPNBoxes:
+        from core.runtime import select_device
+
+        from ..final import load_final
+
+        model, _ = load_final(self.checkpoint)
+        return RPNBoxes(model, select_device(self.device), self.test_scale, self.max_size, self.top_n)
 
 
 class SelectiveSearchBoxes:
