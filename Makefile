@@ -16,7 +16,7 @@ OPENCV_CONTRIB := opencv-contrib-python-headless==4.14.0.94
 $(STAMP): setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,ray]'
 	$(PY) -m pip install --quiet --no-deps --force-reinstall $(OPENCV_CONTRIB)
 	@touch $(STAMP)
 

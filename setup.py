@@ -39,6 +39,8 @@ setup(
     extras_require={
         # tools/export.py --format onnx: the exporter needs onnx; its check runs the file in onnxruntime
         "export": ["onnx>=1.16,<2", "onnxruntime>=1.18,<2"],
+        # make_proposals.py / infer.py --engine ray: shards on the actors of a Ray cluster (core/ray_engine.py)
+        "ray": ["ray>=2.40,<3"],
         # ruff pinned: `make lint` (part of `make test`) must not change verdict with a release
         # faster-coco-eval: the third COCO metrics library, held to pycocotools' numbers and benchmarked
         # pytest-xdist: `make test` runs a worker per core

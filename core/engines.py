@@ -151,17 +151,20 @@ class ShardWorker:
 
 
 # -- in the driver ---------------------------------------------------------------------------------
-def run_shards(make_worker: Callable, shards: Iterable[Shard], engine: Engine,
-               done: Callable[[int, Any], None]) -> Outcome:
-    """Run every shard on ``engine``, calling ``done(index, result)`` in this process as each
-    comes back (in the order they finish)."""
+def run_shards(make_worker: Callable, shards: Iterable[Shard], engine: Engine, done: Callable[[int, Any], None],
+               started: Callable[[], None] = lambda: None) -> Outcome:
+    """Run every shard on ``engine``, calling ``started()`` once its workers are up (a progress
+    bar's clock starts there, not before Ray's start-up) and ``done(index, result)`` in this
+    process as each shard comes back (in the order they finish)."""
     shards = list(shards)
     if not shards:
+        started()
         return Outcome()
     if engine.name == "ray":
         from .ray_engine import run_on_ray
 
-        return run_on_ray(make_worker, shards, engine, done)
+        return run_on_ray(make_worker, shards, engine, done, started)
+    started()
     workers = min(engine.workers or os.cpu_count() or 1, len(shards))
     threads = threads_each(engine, workers)
     if workers <= 1:
@@ -207,41 +210,36 @@ def _in_process(make_worker: Callable, shards: list[Shard], retries: int, thread
 
 def _in_pool(make_worker: Callable, shards: list[Shard], retries: int, workers: int, threads: int,
              done: Callable[[int, Any], None]) -> Outcome:
-    """``workers`` forked processes, one shard in flight each; a pool whose process died is
-    replaced, and the shards it held are tried again."""
-    attempts, queue, running, pool = Attempts(retries), deque(shards), {}, None
+    """``workers`` forked processes, each a pool of its own with one shard in flight, so that a
+    process that dies is known by its shard: that one is tried again, in a new process."""
+    attempts, queue = Attempts(retries), deque(shards)
+    slots: list[ProcessPoolExecutor | None] = [None] * workers
+    running: dict = {}  # future -> (slot, shard)
     try:
         while queue or running:
-            if pool is None:
-                pool = ProcessPoolExecutor(workers, mp_context=get_context("fork"), initializer=_built,
-                                           initargs=(make_worker, threads))
-            while queue and len(running) < workers:
-                shard = queue.popleft()
-                running[pool.submit(_pool_run, make_worker, threads, shard[1])] = shard
+            for k in range(workers):
+                if queue and k not in {slot for slot, _ in running.values()}:
+                    if slots[k] is None:
+                        slots[k] = ProcessPoolExecutor(1, mp_context=get_context("fork"), initializer=_built,
+                                                       initargs=(make_worker, threads))
+                    shard = queue.popleft()
+                    running[slots[k].submit(_pool_run, make_worker, threads, shard[1])] = (k, shard)
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            broken = False
             for future in finished:
-                shard = running.pop(future)
+                k, shard = running.pop(future)
                 try:
                     result = future.result()
-                except BrokenProcessPool:
-                    broken = True
-                    if attempts.failed(shard, "a worker process died"):
-                        queue.appendleft(shard)
-                    continue
-                except Exception as e:  # noqa: BLE001 - as in _in_process
+                except Exception as e:  # noqa: BLE001 - as in _in_process; BrokenProcessPool: the process died
+                    if isinstance(e, BrokenProcessPool):
+                        slots[k].shutdown(wait=False)
+                        slots[k] = None
+                        e = "its worker process died"
                     if attempts.failed(shard, e):
                         queue.appendleft(shard)
                     continue
                 done(shard[0], result)
-            if broken:  # the other shards in flight are lost with the pool
-                for shard in running.values():
-                    if attempts.failed(shard, "a worker process died"):
-                        queue.appendleft(shard)
-                running.clear()
-                pool.shutdown(wait=False, cancel_futures=True)
-                pool = None
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        for pool in slots:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
     return Outcome(attempts.failures)

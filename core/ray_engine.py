@@ -61,9 +61,9 @@ def _sizes(ray, engine: Engine, shards: int, embedded: bool) -> tuple[int, int, 
     return max(1, min(workers, shards)), threads, gpus
 
 
-def run_on_ray(make_worker: Callable, shards: list[Shard], engine: Engine,
-               done: Callable[[int, Any], None]) -> Outcome:
-    started = time.perf_counter()
+def run_on_ray(make_worker: Callable, shards: list[Shard], engine: Engine, done: Callable[[int, Any], None],
+               started: Callable[[], None]) -> Outcome:
+    start = time.perf_counter()
     ray = _connect(engine)
     try:
         workers, threads, gpus = _sizes(ray, engine, len(shards), _address(engine) == "local")
@@ -76,7 +76,8 @@ def run_on_ray(make_worker: Callable, shards: list[Shard], engine: Engine,
         # cannot always be had again when a restart needs them (ray-project/ray#53727)
         actors = [actor.remote(make_worker, threads) for _ in range(workers)]
         ray.get([a.__ray_ready__.remote() for a in actors])  # started: what follows is the work
-        outcome = Outcome(seconds_to_start=time.perf_counter() - started)
+        outcome = Outcome(seconds_to_start=time.perf_counter() - start)
+        started()
         attempts, queue, running, idle = Attempts(engine.retries), deque(shards), {}, list(actors)
         replaced = 0
         while queue or running:

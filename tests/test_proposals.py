@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -217,6 +218,15 @@ def test_shards_join_into_the_same_file(toy, ss_files, tmp_path):
     assert open(out, "rb").read() == before
 
 
+def test_the_ray_engine_writes_the_same_file(toy, ss_files, tmp_path):
+    pytest.importorskip("ray", reason="--engine ray needs pip install -e '.[ray]' (make test installs it)")
+    out = str(tmp_path / "ray.npz")
+    done = run(make_args(toy, "train", out, "--engine", "ray", "--workers", "2", "--chunk", "4"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert open(out, "rb").read() == open(ss_files.format(split="train"), "rb").read()
+    assert not os.path.exists(out + ".parts")
+
+
 # -- detectors on external proposals ----------------------------------------------------------------
 def tiny(toy: str, work: str, files: str, *extra: str) -> list[str]:
     return ["configs/toy_det.yaml", f"data.root={toy}", "data.toy=false", f"work_dir={work}", "model.weights=null",
@@ -274,13 +284,18 @@ def test_c4_trains_on_selective_search_joined_with_its_rpn(toy, ss_files, extern
     # its RPN's best boxes as a proposals file (MultiBox's stand-in), with their objectness
     member = str(tmp_path / "googlenet_toy_det" / "model_0" / "model_final.pth")
     out = str(tmp_path / "rpn_val.npz")
-    made = run([MAKE, "configs/toy_det.yaml", f"data.root={toy}", "data.toy=false", "progress=false",
-                "data.test_scale=96", "data.max_size=160", "--method", "rpn", "--checkpoint", member, "--top-n", "5",
-                "--split", "val", "--out", out])
+    args = [MAKE, "configs/toy_det.yaml", f"data.root={toy}", "data.toy=false", "progress=false",
+            "data.test_scale=96", "data.max_size=160", "--method", "rpn", "--checkpoint", member, "--top-n", "5",
+            "--split", "val", "--threads", "1"]
+    made = run([*args, "--out", out])
     assert made.returncode == 0, made.stderr[-2000:]
     p = load_proposals(out)
     assert p.scores is not None and len(p.scores) == len(p.boxes) and 0 < p.counts.max() <= 5
     assert p.meta["method"] == "rpn" and "proposal recall" in made.stdout
+    if importlib.util.find_spec("ray"):  # the member loaded in a Ray actor: the same boxes and scores
+        on_ray = run([*args, "--out", str(tmp_path / "rpn_ray.npz"), "--engine", "ray", "--workers", "1"])
+        assert on_ray.returncode == 0, on_ray.stderr[-2000:]
+        assert open(tmp_path / "rpn_ray.npz", "rb").read() == open(out, "rb").read()
     external = str(external_members / "googlenet_toy_det" / "model_0" / "model_final.pth")
     none = run([MAKE, "configs/toy_det.yaml", f"data.root={toy}", "--method", "rpn", "--checkpoint", external])
     assert none.returncode == 2 and "has no RPN" in none.stderr
