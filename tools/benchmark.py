@@ -7,6 +7,7 @@
     python tools/benchmark.py detector [--batch 2] [--size 600]
     python tools/benchmark.py ensemble [--batch 2] [--size 480] [--head c4]
     python tools/benchmark.py proposals [--images 8] [--size 600]
+    python tools/benchmark.py engines [--images 16] [--shard 2] [--machines 1 8 32] [--cores 32]
     python tools/benchmark.py learning [--heads fpn c4] [--steps 40 100] [--seeds 5]
 
 Each benchmark is a module of ``tools/benchmarks/`` (``eval``'s is ``scoring``), whose docstring
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 
-from benchmarks import backbone, data, detector, ensemble, learning, pretrain, proposals, scoring
+from benchmarks import backbone, data, detector, engines, ensemble, learning, pretrain, proposals, scoring
 from core.cli import run_guarded
 from core.runtime import tune_cpu_allocator
 
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
-    for bench in (backbone, pretrain, data, scoring, detector, ensemble, proposals, learning):
+    for bench in (backbone, pretrain, data, scoring, detector, ensemble, proposals, engines, learning):
         bench.add_parser(sub)
     args = parser.parse_args(argv)
     if args.batch < 1 or args.size < 32 or args.repeats < 1 or args.warmup < 0:

@@ -14,12 +14,13 @@ import cv2
 import numpy as np
 import torch
 
+from core.engines import Engine
 from core.runtime import select_device
 from detector.data.coco import COCODet
 from detector.data.dataset import load_sample
 from detector.model import googlenet_faster_rcnn
 from detector.proposals.make import Job, compute
-from detector.proposals.methods import RPNBoxes, SelectiveSearchBoxes
+from detector.proposals.methods import RPNBoxes, SelectiveSearchBoxes, SelectiveSearchRecipe
 from detector.proposals.selective_search import SelectiveSearch, require_ximgproc
 
 from .common import add_command
@@ -63,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'make_proposals, the entry fast':<40} {'workers':>8} {'images/s':>12}")
     for workers in (1, 2):
         with tempfile.TemporaryDirectory() as tmp:
-            job = Job("val", os.path.join(tmp, "p.npz"), {}, SelectiveSearchBoxes(SelectiveSearch("fast")), chunk=1,
-                      workers=workers, progress=False)
+            job = Job("val", os.path.join(tmp, "p.npz"), {}, SelectiveSearchRecipe(SelectiveSearch("fast")), chunk=1,
+                      engine=Engine("local", workers), progress=False)
             start = time.perf_counter()
             compute(job, records, tmp)
             print(f"{'':<40} {workers:>8} {len(records) / (time.perf_counter() - start):>12.2f}", flush=True)
