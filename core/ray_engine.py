@@ -38,8 +38,11 @@ def _connect(engine: Engine):
     try:
         ray.init(address=address, **options)
     except (ConnectionError, RuntimeError, ValueError) as e:
-        raise EngineError(f"Ray cluster at {address}: {e}; start one with `ray start --head` or give another "
-                          "--ray-address") from None
+        auth = "" if os.environ.get("RAY_AUTH_MODE") else (
+            " (a cluster made by `ray start` asks for its token: export RAY_AUTH_MODE=token here too, the token in "
+            "~/.ray/auth_token or RAY_AUTH_TOKEN)")
+        raise EngineError(f"Ray cluster at {address}: {str(e).strip().splitlines()[0]}{auth}; start one with "
+                          "`ray start --head` or give another --ray-address") from None
     return ray
 
 

@@ -190,3 +190,44 @@ def test_a_killed_ray_run_resumes_from_its_finished_shards(members, local_out, t
     first = next(line for line in err.splitlines() if line.startswith("detect"))  # the progress starts where it was
     assert int(first.split("img ")[1].split("/")[0]) >= 2 * kept, first
     same_output(local_out, out)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@needs_photos
+def test_a_run_joins_a_cluster_started_with_ray_start(members, local_out, tmp_path):
+    """``ray start --head`` (token authentication on, as Ray >= 2.59 starts clusters), then the tool
+    with ``--ray-address``: the same output as the local engine's."""
+    port = free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "googlenet-det-test-token-0123456789abcdef"}
+    head = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "ray"), "start", "--head", "--block",
+                             f"--port={port}", "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        assert wait_for(lambda: listening(port), head, 60), "ray start --head did not come up"
+        out = str(tmp_path / "cluster")
+        proc = subprocess.run(infer_args(members.paths[0], out, "--engine", "ray", "--ray-address",
+                                         f"127.0.0.1:{port}"),
+                              cwd=ROOT, env={**env, "PYTHONPATH": ROOT}, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        same_output(local_out, out)
+    finally:
+        head.send_signal(signal.SIGTERM)  # --block: stops the cluster's processes
+        try:
+            head.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
