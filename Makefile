@@ -71,6 +71,7 @@ bench: $(STAMP)
 	$(PY) tools/benchmark.py detector
 	$(PY) tools/benchmark.py ensemble
 	$(PY) tools/benchmark.py proposals
+	$(PY) tools/benchmark.py engines
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
