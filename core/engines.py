@@ -92,7 +92,10 @@ def engine_of(a, gpus: float = 0.0) -> Engine:
 
 
 def threads_each(engine: Engine, workers: int) -> int:
-    return engine.threads or max(1, (os.cpu_count() or 1) // max(1, workers))
+    """``engine.threads``, or this process's torch threads (the cores, or ``OMP_NUM_THREADS``) shared out."""
+    import torch
+
+    return engine.threads or max(1, torch.get_num_threads() // max(1, workers))
 
 
 # -- in a worker process ----------------------------------------------------------------------------
