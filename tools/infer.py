@@ -29,6 +29,7 @@ from core.atomic import write_json_atomic
 from core.cli import run_guarded
 from core.engines import add_engine_arguments, engine_of
 from core.progress import progress_bar
+from core.runtime import select_device
 from detector.api import Detector, expand_inputs
 from detector.inference import METHODS
 from detector.inference.files import SHARD, DetectRecipe, detect_files
@@ -61,8 +62,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def infer(a: argparse.Namespace) -> int:
     members = [a.checkpoint, *a.more]
-    det = Detector.ensemble(members, device=a.device, method=a.method, min_score=a.score)  # checked here, first
     videos = [x for x in a.inputs if is_video(x)]
+    # the members checked here first (one line for a bad file); they run here only for videos and
+    # the camera, the images' workers load their own
+    select_device(a.device)  # a device that is not there: one line, before any work
+    here = a.device if videos or a.webcam is not None else "cpu"
+    det = Detector.ensemble(members, device=here, method=a.method, min_score=a.score)
     images = expand_inputs([x for x in a.inputs if not is_video(x)]) if len(videos) < len(a.inputs) else []
     if images:
         recipe = DetectRecipe(tuple(members), a.method, a.score, a.device, a.out if a.draw else None)
