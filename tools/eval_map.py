@@ -7,6 +7,7 @@
     python tools/eval_map.py CONFIG --detections results/          # VOC's comp4_det_<split>_<class>.txt files
     torchrun --nproc_per_node N tools/eval_map.py CONFIG --ensemble 6
     python tools/eval_map.py CONFIG --tta                           # each member also with test-time augmentation
+    python tools/eval_map.py CONFIG --ensemble 6 --metric all --report   # and report.html, one page
     python tools/eval_map.py CONFIG --metric coco --coco-backend pycocotools   # hotcoco by default
 
 CONFIG (default configs/ilsvrc_det.yaml) names the data (data.root, data.val_split, the test scale)
@@ -55,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tta", action="store_true",
                    help="also score each member with test-time augmentation (flips, data.tta_scales): model_<k>_tta")
     p.add_argument("--no-cache", action="store_true", help="run the models even where cached detections are valid")
+    p.add_argument("--report", action="store_true",
+                   help="also write report.html: the whole evaluation on one self-contained page")
     a = p.parse_intermixed_args(argv)  # options and key=value overrides in any order
     try:
         config, overrides = config_and_overrides(a.args, DEFAULT_CONFIG)
@@ -69,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         run(cfg, EvalRequest(checkpoints=a.checkpoints, ensemble=a.ensemble, method=a.method, metrics=metrics,
                              detections=a.detections, out=a.out, batch_size=a.batch_size, cache=not a.no_cache,
                              draw=a.draw, draw_score=a.draw_score, coco_backend=a.coco_backend, tta=a.tta,
-                             progress=cfg.progress))
+                             report=a.report, progress=cfg.progress))
         return 0
 
     return run_guarded("eval_map", body)

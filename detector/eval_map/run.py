@@ -36,6 +36,7 @@ class EvalRequest:
     draw_score: float = 0.3
     coco_backend: str = "auto"  # the library behind the COCO metrics (detector.evaluation.coco)
     tta: bool = False  # each member also over the test-time views (result sets model_<k>_tta)
+    report: bool = False  # also report.html (html.py) and the pictures under ultralytics' names
     progress: bool = True
 
 
@@ -89,6 +90,16 @@ def run(cfg: DetConfig, req: EvalRequest) -> dict:
     report = write_outputs(out, gt, req, dets, results, seconds, sources)
     print_tables(gt, results, list(req.metrics), seconds)
     print(f"\nreport, results files and precision/recall plots: {out}")
+    if req.report:
+        import yaml
+
+        from core.config import to_dict
+
+        from .html import write_html_report
+
+        config = yaml.safe_dump(to_dict(cfg), sort_keys=False)
+        page = write_html_report(out, gt, dets, results, list(req.metrics), config, req.draw_score)
+        print(f"the whole evaluation on one page: {page}")
     if req.draw:
         b = report["drawn_objects"]
         print(f"detections drawn ({b['result_set']}, score >= {req.draw_score}): {report['drawn']}\n"
