@@ -41,10 +41,13 @@ setup(
         "export": ["onnx>=1.16,<2", "onnxruntime>=1.18,<2"],
         # make_proposals.py / infer.py --engine ray: shards on the actors of a Ray cluster (core/ray_engine.py)
         "ray": ["ray>=2.40,<3"],
+        # tools/web_demo.py (make web): the page and its API
+        "web": ["gradio>=6,<7", "gradio_client>=2,<3"],
         # ruff pinned: `make lint` (part of `make test`) must not change verdict with a release
         # faster-coco-eval: the third COCO metrics library, held to pycocotools' numbers and benchmarked
         # pytest-xdist: `make test` runs a worker per core
+        # playwright: drives Debian's chromium in the browser tests (its own browser download is not used)
         "test": ["pytest>=7,<10", "pytest-xdist>=3.5,<4", "onnx>=1.16,<2", "onnxruntime>=1.18,<2", "ruff==0.16.9",
-                 "faster-coco-eval>=1.6,<2"],
+                 "faster-coco-eval>=1.6,<2", "playwright>=1.50,<2"],
     },
 )
