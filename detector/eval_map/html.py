@@ -3,7 +3,7 @@ picture embedded, so it opens from disk with no server): the summary table per p
 AP for members and ensemble, precision-recall curves, the confusion matrix, the error breakdown,
 the best and worst images, and the run's configuration. The pictures are also written beside it
 under the names ultralytics users know (``PR_curve.png``, ``confusion_matrix.png``,
-``AP_per_class.png``, ``val_batch0_pred.png``)."""
+``AP_per_class.png``, ``val_batch0_pred.png``: the split's first image)."""
 
 from __future__ import annotations
 
@@ -110,8 +110,8 @@ def write_html_report(out: str, gt: GroundTruth, dets: dict[str, list[ImageDetec
     table, drawn = _errors(folder, gt, dets[last], curve or "voc", min_score, images)
     sections.append(("errors", f"Where the mAP goes ({last}, {curve or 'voc'})",
                      "<p>Each error type's cost, fixed in this order (the parts add up to 100 - mAP).</p>" + table))
-    if drawn:
-        shutil.copyfile(drawn[-1], os.path.join(out, "val_batch0_pred.png"))
+    save_side_by_side(os.path.join(out, "val_batch0_pred.png"), gt.records[0], dets[last][0], gt.class_names,
+                      min_score)  # the split's first image, as ultralytics' first validation batch
     sections.append(("images", f"Best and worst images ({last}; objects left, detections right)",
                      '<div class="grid">' + "".join(_img(p, os.path.basename(p)[:-4]) for p in drawn) + "</div>"))
     sections.append(("config", "Configuration", f"<pre>{html.escape(config)}</pre>"))
