@@ -121,7 +121,8 @@ def build_page(detectors: Detectors, examples: list[str], title: str = "GoogLeNe
     def bound(fn: Callable) -> Callable:
         return lambda *args: fn(detectors, *args)
 
-    with gr.Blocks(title=title, delete_cache=(600, 3600)) as page:  # gradio's copies: an hour
+    # gradio's copies kept an hour; no usage reports (machines without the internet wait on them)
+    with gr.Blocks(title=title, delete_cache=(600, 3600), analytics_enabled=False) as page:
         gr.Markdown(f"# {title}\nUpload an image (or pick one below), then set the threshold and the model.")
         with gr.Row():
             with gr.Column():

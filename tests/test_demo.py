@@ -75,3 +75,6 @@ def test_the_demo_pipeline_end_to_end(tmp_path):
     assert len(list((tmp_path / "eval" / "ensemble2_shared" / "drawn").glob("*.png"))) == 8
     assert f"{drawn['boxed']} of {drawn['objects']} objects" in proc.stdout
     assert drawn["spurious"] <= SPURIOUS, drawn
+    page = tmp_path / "eval" / "report.html"  # the whole evaluation on one page, its path printed
+    assert f"the whole evaluation on one page: {page}" in proc.stdout
+    assert "ensemble2_shared" in page.read_text() and "data:image/png;base64," in page.read_text()
