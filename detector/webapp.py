@@ -23,6 +23,7 @@ from core.errors import BadImageError, DataError
 
 from .api import Detections, Detector
 from .media import VideoOutput, frames, open_capture
+from .visualize import draw_boxes, enlarged
 
 ENSEMBLE = "ensemble"
 COLUMNS = ["class", "score", "x1", "y1", "x2", "y2"]
@@ -56,13 +57,13 @@ class Detectors:
                 os.unlink(old.path)
         return os.path.join(self.folder, uuid.uuid4().hex + suffix)
 
-    def drawn(self, rgb) -> str:
-        """``rgb`` as a PNG of its own. The page gets a file, not an array: gradio writes an array
+    def drawn(self, bgr) -> str:
+        """``bgr`` as a PNG of its own. The page gets a file, not an array: gradio writes an array
         to a file named by its content without a rename, so two requests with the same answer
         truncate each other's file while it is being sent (20 concurrent requests, seen); a file
         is copied under a temporary name and renamed."""
         path = self.new_path(".png")
-        write_png_atomic(path, rgb[:, :, ::-1])
+        write_png_atomic(path, bgr)
         return path
 
 
@@ -90,7 +91,8 @@ def detect(detectors: Detectors, image_path: str | None, min_score: float, choic
     d = kept(d, min_score)
     rows = [[n, round(float(s), 3), *[round(float(v), 1) for v in b]] for b, s, n in zip(d.boxes, d.scores, d.names)]
     said = f"{len(rows)} detection(s) at score >= {min_score:.2f} ({choice}{', TTA' if tta else ''})"
-    return detectors.drawn(det.draw(image, d)), rows, said
+    big, f = enlarged(image)  # the miniature's 150 px images enlarged, so that the names can be read
+    return detectors.drawn(draw_boxes(big, d.boxes * f, d.labels, det.class_names, scores=d.scores)), rows, said
 
 
 def detect_video(detectors: Detectors, video_path: str | None, min_score: float, choice: str, tta: bool,
