@@ -53,8 +53,11 @@ class Detectors:
         """A file of its own for one answer; answers older than ``keep_seconds`` are deleted."""
         now = time.time()
         for old in os.scandir(self.folder):
-            if now - old.stat().st_mtime > self.keep_seconds:
-                os.unlink(old.path)
+            try:
+                if now - old.stat().st_mtime > self.keep_seconds:
+                    os.unlink(old.path)
+            except FileNotFoundError:  # another request's sweep took it first
+                pass
         return os.path.join(self.folder, uuid.uuid4().hex + suffix)
 
     def drawn(self, bgr) -> str:
