@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Any
 
@@ -62,12 +62,6 @@ class Failure:
     shard: int
     items: list
     error: str
-
-
-@dataclass
-class Outcome:
-    failures: list[Failure] = field(default_factory=list)
-    seconds_to_start: float = 0.0  # the engine's start-up (Ray: the cluster or the connection, and its actors)
 
 
 def add_engine_arguments(p, workers_help: str) -> None:
@@ -155,14 +149,15 @@ class ShardWorker:
 
 # -- in the driver ---------------------------------------------------------------------------------
 def run_shards(make_worker: Callable, shards: Iterable[Shard], engine: Engine, done: Callable[[int, Any], None],
-               started: Callable[[], None] = lambda: None) -> Outcome:
+               started: Callable[[], None] = lambda: None) -> list[Failure]:
     """Run every shard on ``engine``, calling ``started()`` once its workers are up (a progress
     bar's clock starts there, not before Ray's start-up) and ``done(index, result)`` in this
-    process as each shard comes back (in the order they finish)."""
+    process as each shard comes back (in the order they finish). Returns the shards that failed
+    on every try."""
     shards = list(shards)
     if not shards:
         started()
-        return Outcome()
+        return []
     if engine.name == "ray":
         from .ray_engine import run_on_ray
 
@@ -196,7 +191,7 @@ class Attempts:
 
 
 def _in_process(make_worker: Callable, shards: list[Shard], retries: int, threads: int,
-                done: Callable[[int, Any], None]) -> Outcome:
+                done: Callable[[int, Any], None]) -> list[Failure]:
     work, attempts = _worker(make_worker, threads), Attempts(retries)
     queue = deque(shards)
     while queue:
@@ -208,11 +203,11 @@ def _in_process(make_worker: Callable, shards: list[Shard], retries: int, thread
                 queue.appendleft(shard)
             continue
         done(shard[0], result)
-    return Outcome(attempts.failures)
+    return attempts.failures
 
 
 def _in_pool(make_worker: Callable, shards: list[Shard], retries: int, workers: int, threads: int,
-             done: Callable[[int, Any], None]) -> Outcome:
+             done: Callable[[int, Any], None]) -> list[Failure]:
     """``workers`` forked processes, each a pool of its own with one shard in flight, so that a
     process that dies is known by its shard: that one is tried again, in a new process."""
     attempts, queue = Attempts(retries), deque(shards)
@@ -245,4 +240,4 @@ def _in_pool(make_worker: Callable, shards: list[Shard], retries: int, workers: 
         for pool in slots:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
-    return Outcome(attempts.failures)
+    return attempts.failures

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from .engines import Attempts, Engine, EngineError, Outcome, Shard, ShardWorker, threads_each
+from .engines import Attempts, Engine, EngineError, Failure, Shard, ShardWorker, threads_each
 
 
 def _address(engine: Engine) -> str:
@@ -65,8 +64,7 @@ def _sizes(ray, engine: Engine, shards: int, embedded: bool) -> tuple[int, int, 
 
 
 def run_on_ray(make_worker: Callable, shards: list[Shard], engine: Engine, done: Callable[[int, Any], None],
-               started: Callable[[], None]) -> Outcome:
-    start = time.perf_counter()
+               started: Callable[[], None]) -> list[Failure]:
     ray = _connect(engine)
     try:
         workers, threads, gpus = _sizes(ray, engine, len(shards), _address(engine) == "local")
@@ -79,7 +77,6 @@ def run_on_ray(make_worker: Callable, shards: list[Shard], engine: Engine, done:
         # cannot always be had again when a restart needs them (ray-project/ray#53727)
         actors = [actor.remote(make_worker, threads) for _ in range(workers)]
         ray.get([a.__ray_ready__.remote() for a in actors])  # started: what follows is the work
-        outcome = Outcome(seconds_to_start=time.perf_counter() - start)
         started()
         attempts, queue, running, idle = Attempts(engine.retries), deque(shards), {}, list(actors)
         replaced = 0
@@ -101,7 +98,6 @@ def run_on_ray(make_worker: Callable, shards: list[Shard], engine: Engine, done:
                 if attempts.failed(shard, e):
                     queue.appendleft(shard)
             idle.append(a)
-        outcome.failures = attempts.failures
-        return outcome
+        return attempts.failures
     finally:
         ray.shutdown()

@@ -54,8 +54,8 @@ SHARDS = [(0, [1, 2]), (1, [3, "once"]), (2, [4, "always"]), (3, [5, "die"]), (4
 
 def run_flaky(engine: Engine, folder: str, shards=SHARDS) -> tuple[dict, list]:
     results = {}
-    outcome = run_shards(Flaky(folder), shards, engine, lambda i, r: results.__setitem__(i, r))
-    return results, outcome.failures
+    failures = run_shards(Flaky(folder), shards, engine, lambda i, r: results.__setitem__(i, r))
+    return results, failures
 
 
 def check_flaky(results: dict, failures: list) -> None:

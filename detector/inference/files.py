@@ -102,12 +102,12 @@ def detect_files(recipe: DetectRecipe, paths: list[str], out: str, engine: Engin
         results[i] = result
         bars[0].update(len(result["paths"]))
 
-    outcome = run_shards(recipe, todo, engine, done, started)
+    failures = run_shards(recipe, todo, engine, done, started)
     bars[0].close()
-    if outcome.failures:
-        for f in outcome.failures:
+    if failures:
+        for f in failures:
             f.items = [p for _, p in f.items]
-        raise ShardsFailed("the images", outcome.failures, len(shards))
+        raise ShardsFailed("the images", failures, len(shards))
     detections = [d for i, _ in shards for d in results[i]["detections"]]
     write_json_atomic(os.path.join(out, "detections.json"), detections)
     shutil.rmtree(parts)

@@ -146,13 +146,13 @@ def compute(job: Job, records: list, parts: str) -> None:
         save_proposals(_chunk_path(parts, i), chunk)
         bars[0].update(len(chunk.image_ids))
 
-    outcome = run_shards(ChunkMaker(job.recipe, job.top_n, job.scores), [(i, _part(job, records, i)) for i in todo],
+    failures = run_shards(ChunkMaker(job.recipe, job.top_n, job.scores), [(i, _part(job, records, i)) for i in todo],
                          job.engine, done, started)
     bars[0].close()
-    if outcome.failures:
-        for f in outcome.failures:  # the shards' images by path, as the data report names them
+    if failures:
+        for f in failures:  # the shards' images by path, as the data report names them
             f.items = [r.path for r in f.items]
-        raise ShardsFailed(f"proposals for {job.split}", outcome.failures, len(mine))
+        raise ShardsFailed(f"proposals for {job.split}", failures, len(mine))
 
 
 def make(cfg: DetConfig, job: Job) -> list[dict] | None:

@@ -45,10 +45,10 @@ def timed(make_worker, items: list, shard: int, engine: Engine) -> tuple[float, 
     """(start-up s, images/s once started, wall s) of ``items`` in shards on ``engine``."""
     shards = [(i, items[s:s + shard]) for i, s in enumerate(range(0, len(items), shard))]
     marks = [time.perf_counter()]
-    outcome = run_shards(make_worker, shards, engine, lambda i, r: None, lambda: marks.append(time.perf_counter()))
+    failures = run_shards(make_worker, shards, engine, lambda i, r: None, lambda: marks.append(time.perf_counter()))
     end = time.perf_counter()
-    if outcome.failures:
-        raise RuntimeError(f"{len(outcome.failures)} shards failed: {outcome.failures[0].error}")
+    if failures:
+        raise RuntimeError(f"{len(failures)} shards failed: {failures[0].error}")
     return marks[1] - marks[0], len(items) / (end - marks[1]), end - marks[0]
 
 
