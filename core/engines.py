@@ -149,25 +149,41 @@ class ShardWorker:
 
 # -- in the driver ---------------------------------------------------------------------------------
 def run_shards(make_worker: Callable, shards: Iterable[Shard], engine: Engine, done: Callable[[int, Any], None],
-               started: Callable[[], None] = lambda: None) -> list[Failure]:
-    """Run every shard on ``engine``, calling ``started()`` once its workers are up (a progress
-    bar's clock starts there, not before Ray's start-up) and ``done(index, result)`` in this
-    process as each shard comes back (in the order they finish). Returns the shards that failed
-    on every try."""
+               progress: Callable[[], Any] | None = None) -> list[Failure]:
+    """Run every shard on ``engine``, calling ``done(index, result)`` in this process as each
+    shard comes back (in the order they finish). ``progress()`` makes the run's progress bar once
+    the workers are up (its clock starts there, not before Ray's start-up); it advances by each
+    finished shard's items. Returns the shards that failed on every try."""
     shards = list(shards)
-    if not shards:
-        started()
-        return []
-    if engine.name == "ray":
-        from .ray_engine import run_on_ray
+    sizes = {i: len(items) for i, items in shards}
+    bars = []
 
-        return run_on_ray(make_worker, shards, engine, done, started)
-    started()
-    workers = min(engine.workers or os.cpu_count() or 1, len(shards))
-    threads = threads_each(engine, workers)
-    if workers <= 1:
-        return _in_process(make_worker, shards, engine.retries, threads, done)
-    return _in_pool(make_worker, shards, engine.retries, workers, threads, done)
+    def started() -> None:
+        if progress is not None:
+            bars.append(progress())
+
+    def finished(i: int, result: Any) -> None:
+        done(i, result)
+        for bar in bars:
+            bar.update(sizes[i])
+
+    try:
+        if not shards:
+            started()
+            return []
+        if engine.name == "ray":
+            from .ray_engine import run_on_ray
+
+            return run_on_ray(make_worker, shards, engine, finished, started)
+        started()
+        workers = min(engine.workers or os.cpu_count() or 1, len(shards))
+        threads = threads_each(engine, workers)
+        if workers <= 1:
+            return _in_process(make_worker, shards, engine.retries, threads, finished)
+        return _in_pool(make_worker, shards, engine.retries, workers, threads, finished)
+    finally:
+        for bar in bars:
+            bar.close()
 
 
 class Attempts:

@@ -91,19 +91,14 @@ def detect_files(recipe: DetectRecipe, paths: list[str], out: str, engine: Engin
     shards = [(i, list(enumerate(paths[s:s + shard], s + 1))) for i, s in enumerate(range(0, len(paths), shard))]
     results = {i: _finished(parts, i, [p for _, p in items]) for i, items in shards}
     todo = [(i, items) for i, items in shards if results[i] is None]
-    bars = []
-
-    def started() -> None:
-        bars.append(progress_bar(total=len(paths), initial=len(paths) - sum(len(items) for _, items in todo),
-                                 desc="detect", enabled=progress, unit="img"))
 
     def done(i: int, result: dict) -> None:
         write_json_atomic(_shard_path(parts, i), result)
         results[i] = result
-        bars[0].update(len(result["paths"]))
 
-    failures = run_shards(recipe, todo, engine, done, started)
-    bars[0].close()
+    left = sum(len(items) for _, items in todo)
+    failures = run_shards(recipe, todo, engine, done, lambda: progress_bar(
+        total=len(paths), initial=len(paths) - left, desc="detect", enabled=progress, unit="img"))
     if failures:
         for f in failures:
             f.items = [p for _, p in f.items]

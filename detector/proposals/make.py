@@ -136,19 +136,10 @@ def compute(job: Job, records: list, parts: str) -> None:
                             "--merge to make them")
     total = sum(len(_part(job, records, i)) for i in mine)
     left = sum(len(_part(job, records, i)) for i in todo)
-    bars = []  # made when the engine's workers are up: its rate and ETA are the work's
-
-    def started() -> None:
-        bars.append(progress_bar(total=total, initial=total - left, desc=f"proposals {job.split}",
-                                 enabled=job.progress, unit="img"))
-
-    def done(i: int, chunk: Proposals) -> None:
-        save_proposals(_chunk_path(parts, i), chunk)
-        bars[0].update(len(chunk.image_ids))
-
     failures = run_shards(ChunkMaker(job.recipe, job.top_n, job.scores), [(i, _part(job, records, i)) for i in todo],
-                         job.engine, done, started)
-    bars[0].close()
+                          job.engine, lambda i, chunk: save_proposals(_chunk_path(parts, i), chunk),
+                          lambda: progress_bar(total=total, initial=total - left, desc=f"proposals {job.split}",
+                                               enabled=job.progress, unit="img"))
     if failures:
         for f in failures:  # the shards' images by path, as the data report names them
             f.items = [r.path for r in f.items]

@@ -16,6 +16,7 @@ import time
 
 from core.config import load_config
 from core.engines import Engine, run_shards
+from core.progress import progress_bar
 from detector.config import DetConfig, build_model
 from detector.data.coco import COCODet
 from detector.final import save_final
@@ -45,7 +46,11 @@ def timed(make_worker, items: list, shard: int, engine: Engine) -> tuple[float, 
     """(start-up s, images/s once started, wall s) of ``items`` in shards on ``engine``."""
     shards = [(i, items[s:s + shard]) for i, s in enumerate(range(0, len(items), shard))]
     marks = [time.perf_counter()]
-    failures = run_shards(make_worker, shards, engine, lambda i, r: None, lambda: marks.append(time.perf_counter()))
+    def clock():  # the moment the workers are up; no bar shown
+        marks.append(time.perf_counter())
+        return progress_bar(enabled=False)
+
+    failures = run_shards(make_worker, shards, engine, lambda i, r: None, clock)
     end = time.perf_counter()
     if failures:
         raise RuntimeError(f"{len(failures)} shards failed: {failures[0].error}")
