@@ -19,9 +19,9 @@ from core.atomic import save_figure_atomic, write_text_atomic
 from ..analysis import confusion_matrix, error_breakdown, image_errors, save_confusion, save_side_by_side
 from ..evaluation import ImageDetections
 from .ground_truth import GroundTruth
-from .report import plot_pr
 
-CURVE_METRICS = ("ilsvrc", "voc07", "voc")  # per-class AP and curves; COCO's AP has neither here
+# per-class AP and curves; COCO's AP has neither here (run.write_outputs draws pr.png for the first of these)
+CURVE_METRICS = ("ilsvrc", "voc07", "voc")
 STYLE = """body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}
@@ -94,12 +94,9 @@ def write_html_report(out: str, gt: GroundTruth, dets: dict[str, list[ImageDetec
                  f"mAP in points for each result set and protocol.</p>" + _summary(results, metrics))]
     if curve:
         plot_ap_per_class(os.path.join(out, "AP_per_class.png"), results, curve, gt.class_names)
-        plot_pr(os.path.join(out, "PR_curve.png"), last, results[last][curve], gt.class_names)
-        curves = []
-        for s in results:
-            path = os.path.join(folder, f"pr_{s}.png")
-            plot_pr(path, s, results[s][curve], gt.class_names)
-            curves.append(_img(path, f"{s}: precision / recall ({curve})"))
+        # each set's curves as run.write_outputs drew them (<out>/<set>/pr.png, the same metric)
+        shutil.copyfile(os.path.join(out, last, "pr.png"), os.path.join(out, "PR_curve.png"))
+        curves = [_img(os.path.join(out, s, "pr.png"), f"{s}: precision / recall ({curve})") for s in results]
         bars = _img(os.path.join(out, "AP_per_class.png"), f"AP per class, {curve}")
         sections += [("per-class", "AP per class", bars),
                      ("pr-curves", "Precision-recall curves", '<div class="grid">' + "".join(curves) + "</div>")]
