@@ -11,6 +11,7 @@ page, never a stack trace.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -77,18 +78,25 @@ def kept(d: Detections, min_score: float) -> Detections:
                       d.source)
 
 
-def detect(detectors: Detectors, image_path: str | None, min_score: float, choice: str, tta: bool):
-    """(the drawn image's path, the table's rows, a one-line summary)."""
+def refused(message: str) -> Exception:
+    """Bad input's answer: the message on the page, and one line in the server's log where gradio
+    would print a traceback."""
     import gradio as gr
 
+    print(f"web_demo: {message}", file=sys.stderr, flush=True)
+    return gr.Error(message, print_exception=False)
+
+
+def detect(detectors: Detectors, image_path: str | None, min_score: float, choice: str, tta: bool):
+    """(the drawn image's path, the table's rows, a one-line summary)."""
     if not image_path:
-        raise gr.Error("upload an image or pick one of the examples")
+        raise refused("upload an image or pick one of the examples")
     try:
         image = read_image(image_path)
         det, lock = detectors.get(choice, tta)
     except (BadImageError, DataError) as e:
         what = getattr(e, "detail", e)
-        raise gr.Error(f"{os.path.basename(image_path)}: {what}; upload a JPEG or PNG image") from None
+        raise refused(f"{os.path.basename(image_path)}: {what}; upload a JPEG or PNG image") from None
     with lock:
         (d,) = det(image)
     d = kept(d, min_score)
@@ -101,15 +109,13 @@ def detect(detectors: Detectors, image_path: str | None, min_score: float, choic
 def detect_video(detectors: Detectors, video_path: str | None, min_score: float, choice: str, tta: bool,
                  max_frames: int = 300) -> str:
     """The video with its detections drawn (MP4, at most ``max_frames`` frames)."""
-    import gradio as gr
-
     if not video_path:
-        raise gr.Error("upload a video")
+        raise refused("upload a video")
     try:
         cap, fps = open_capture(video_path)
         det, lock = detectors.get(choice, tta)
     except (BadImageError, DataError) as e:
-        raise gr.Error(f"{os.path.basename(video_path)}: {e}; upload an MP4 or AVI video") from None
+        raise refused(f"{os.path.basename(video_path)}: {e}; upload an MP4 or AVI video") from None
     out = detectors.new_path(".mp4")
     with VideoOutput(out, fps) as video:
         for rgb in frames(cap, max_frames):

@@ -35,12 +35,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def tail(path: str, n: int = 3000) -> str:
+    with open(path, errors="replace") as f:
+        return f.read()[-n:]
+
+
 @pytest.fixture(scope="module")
-def server(members):
+def server_log(tmp_path_factory) -> str:
+    """The server's output: a file, not a pipe that nobody reads (which would stall the server once
+    full), shown when a browser test fails."""
+    return str(tmp_path_factory.mktemp("web") / "server.log")
+
+
+@pytest.fixture(scope="module")
+def server(members, server_log):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tools", "web_demo.py"), *members.eval_args(),
-                             "--port", str(port)], cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with open(server_log, "w") as log:
+        proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tools", "web_demo.py"), *members.eval_args(),
+                                 "--port", str(port)], cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT},
+                                stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 90
     while time.time() < deadline and proc.poll() is None:
@@ -51,7 +64,7 @@ def server(members):
             time.sleep(0.5)
     else:
         proc.kill()
-        pytest.fail(f"the page did not come up: {proc.stdout.read()[-2000:]}")
+        pytest.fail(f"the page did not come up: {tail(server_log)}")
     yield url
     proc.terminate()
     proc.wait(timeout=30)
@@ -120,21 +133,42 @@ def launch(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS, headless=True)
 
 
+def upload(page, path: str, server_log: str) -> None:
+    """Gives ``path`` to the page's image input, as a person's file dialog does, and waits until the
+    page shows it uploaded: once more if it does not within 20 s (a loaded machine), then fails with
+    what the page, the browser's console and the server said."""
+    from playwright.sync_api import TimeoutError as PageTimeout
+
+    said = []
+    page.on("console", lambda m: said.append(f"{m.type}: {m.text}"))
+    page.on("pageerror", lambda e: said.append(f"error: {e}"))
+    page.on("requestfailed", lambda r: said.append(f"failed: {r.method} {r.url} {r.failure}"))
+    shown = page.locator("#input-image").get_by_text(os.path.basename(path))
+    for _ in range(2):
+        try:
+            page.locator("#input-image input[type=file]").set_input_files(path, timeout=20_000)
+            shown.wait_for(timeout=20_000)
+            return
+        except PageTimeout:
+            said.append("(not shown after 20 s)")
+    pytest.fail(f"{path} did not show as uploaded; the page: {page.inner_text('body')[-1500:]!r}\n"
+                f"the browser: {said[-30:]}\nthe server: {tail(server_log)}")
+
+
 def keep(page, name: str) -> None:
     if os.environ.get("SCREENSHOTS"):
         page.screenshot(path=os.path.join(os.environ["SCREENSHOTS"], name), full_page=True)
 
 
 @needs_browser
-def test_the_page_detects_an_uploaded_image_and_the_threshold_changes_the_boxes(server, image):
+def test_the_page_detects_an_uploaded_image_and_the_threshold_changes_the_boxes(server, server_log, image):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = launch(p)
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         page.goto(server, wait_until="networkidle")
-        page.locator("#input-image input[type=file]").set_input_files(image)
-        page.locator("#input-image").get_by_text(os.path.basename(image)).wait_for()  # uploaded
+        upload(page, image, server_log)
         page.click("#detect")
         page.wait_for_function("document.querySelector('#summary').innerText.includes('detection')")
         shown = count(page.inner_text("#summary"))
