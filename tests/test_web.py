@@ -24,7 +24,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_browser = pytest.mark.skipif(CHROMIUM is None, reason="no chromium (make test installs Debian's)")
 # as the machine's notes say: without the background-networking flags chromium keeps dialling out
 BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync"]
+                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
