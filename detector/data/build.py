@@ -10,10 +10,10 @@ from core.config import ConfigError
 from core.data import configured_path, first_file
 from core.errors import DataError
 
-from .proposals import RecordProposals, aligned, load_proposals
 from .coco import COCODet
 from .ilsvrc import BLACKLIST_NAME, MAP_DET, ILSVRCDet
 from .index_cache import default_cache_dir
+from .proposals import RecordProposals, aligned, load_proposals
 from .toy import make_toy_ilsvrc
 from .voc import VOCDet
 

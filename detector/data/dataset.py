@@ -19,7 +19,6 @@ from .proposals import RecordProposals
 from .sample import DataReport, DetSample, ImageRecord
 from .transforms import DetTransform, resized_size
 
-
 UNREADABLE = "unreadable or mismatched images"
 
 
@@ -80,7 +79,7 @@ class DetBatch:
     targets: list[dict]  # boxes [N, 4] xyxy, labels [N], ignore [N], image_id, orig_size, size
     report: DataReport  # what this batch skipped
 
-    def pin_memory(self) -> "DetBatch":
+    def pin_memory(self) -> DetBatch:
         """DataLoader(pin_memory=True) pins custom batch types only through this method."""
         return DetBatch([im.pin_memory() for im in self.images], self.targets, self.report)
 
@@ -150,7 +149,8 @@ class GroupedBatchSampler(torch.utils.data.Sampler[list[int]]):
     def _indices(self, rank: int) -> list[int]:
         n = len(self.groups)
         if self.shuffle:
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))).tolist()
+            generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+            order = torch.randperm(n, generator=generator).tolist()
         else:
             order = list(range(n))
         usable = n - n % self.world if self.world > 1 else n  # every process the same count

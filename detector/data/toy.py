@@ -7,7 +7,6 @@ folder and renamed into place."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 
