@@ -45,6 +45,10 @@ class DetDataConfig:
     flip: float = 0.5
     photometric: float = 0.2
     workers: int = 4
+    # cpu: the loader workers decode (OpenCV) and augment (albumentations); device: they read the
+    # bytes and draw the augmentation, and the batch is decoded (nvJPEG on a GPU) and augmented
+    # where the model runs, with the same boxes (detector/data/device.py, docs/gpu.md)
+    decode: Literal["cpu", "device"] = "cpu"
     # model.proposals external | both: a tools/make_proposals.py file per split, "{split}" in the path
     # standing for the split's name (e.g. work_dirs/proposals/ss_{split}.npz)
     proposals: str | None = None
@@ -147,4 +151,4 @@ def build_detection_data(cfg: DetDataConfig, train: bool, seed: int = 0, with_pr
     proposals = _record_proposals(cfg, parts) if with_proposals else None
     transform = (DetTransform(tuple(cfg.scales), cfg.max_size, train=True, flip=cfg.flip, photometric=cfg.photometric)
                  if train else DetTransform((cfg.test_scale,), cfg.max_size, train=False))
-    return DetectionDataset(index.records, transform, seed=seed, proposals=proposals), index
+    return DetectionDataset(index.records, transform, seed=seed, proposals=proposals, decode=cfg.decode), index

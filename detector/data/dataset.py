@@ -3,7 +3,8 @@ aspect ratio. Bad images never end an epoch: they are skipped, counted and named
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 import torch
@@ -15,6 +16,7 @@ from core.errors import BadImageError
 from core.seeding import epoch_seed, sample_seed
 
 from ..box_ops import clip_xyxy
+from .device import Encoded, decode_to, read_encoded
 from .proposals import RecordProposals
 from .sample import DataReport, DetSample, ImageRecord
 from .transforms import DetTransform, resized_size
@@ -40,13 +42,26 @@ def load_sample(rec: ImageRecord) -> DetSample:
                      rec.image_id, (rec.height, rec.width))
 
 
+def load_encoded(rec: ImageRecord) -> tuple[DetSample, Encoded]:
+    """``data.decode: device``: the sample as :func:`load_sample` gives it, but for its image, a
+    blank of the annotated size, and the file's bytes (:mod:`.device`). Raises BadImageError."""
+    data, exif = read_encoded(rec.path, rec.height, rec.width, rec.source)
+    blank = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (rec.height, rec.width, 3))
+    sample = DetSample(blank, clip_xyxy(rec.boxes, rec.height, rec.width), rec.labels.copy(), rec.ignore.copy(),
+                       rec.image_id, (rec.height, rec.width))
+    return sample, Encoded(rec.path, data, (rec.height, rec.width), exif)
+
+
 class DetectionDataset(Dataset):
     """``proposals``: each record's external region proposals (:mod:`.proposals`), carried by
-    its sample through the same transforms as its boxes."""
+    its sample through the same transforms as its boxes. ``decode="device"``: a sample's image is
+    an :class:`Encoded` (its bytes, and what the transform drew for its pixels), which
+    :func:`images_to` decodes where the model runs; boxes are the same as with ``"cpu"``."""
 
     def __init__(self, records: list[ImageRecord], transform: DetTransform | None, seed: int = 0,
-                 proposals: RecordProposals | None = None) -> None:
+                 proposals: RecordProposals | None = None, decode: Literal["cpu", "device"] = "cpu") -> None:
         self.records, self.transform, self.seed, self.proposals = records, transform, seed, proposals
+        self.decode = decode
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -55,14 +70,20 @@ class DetectionDataset(Dataset):
     def __getitem__(self, index: int) -> DetSample | Skipped:
         rec = self.records[index]
         try:
-            sample = load_sample(rec)
+            sample, encoded = load_encoded(rec) if self.decode == "device" else (load_sample(rec), None)
         except BadImageError as e:
             return Skipped(e.path, e.detail)
         if self.proposals is not None:
             sample.proposals = self.proposals[index]
         if self.transform is not None:
             self.transform.set_seed(sample_seed(self.seed, self.epoch, index))
-            sample = self.transform(sample)
+            if encoded is None:
+                sample = self.transform(sample)
+            else:
+                sample, plan = self.transform.plan(sample)
+                encoded = replace(plan, path=encoded.path, data=encoded.data, exif=encoded.exif)
+        if encoded is not None:
+            sample.image = encoded
         sample.position = index
         return sample
 
@@ -74,8 +95,9 @@ class DetectionDataset(Dataset):
 @dataclass
 class DetBatch:
     # [3, H, W] uint8 RGB, sizes vary: a quarter of float32's bytes through the loader workers'
-    # shared memory and the copy to the GPU (:func:`images_to` makes them float there)
-    images: list[torch.Tensor]
+    # shared memory and the copy to the GPU (:func:`images_to` makes them float there); or, with
+    # data.decode: device, each image's file bytes and its augmentation (:class:`Encoded`)
+    images: list[torch.Tensor] | list[Encoded]
     targets: list[dict]  # boxes [N, 4] xyxy, labels [N], ignore [N], image_id, orig_size, size
     report: DataReport  # what this batch skipped
 
@@ -94,9 +116,13 @@ def to_uint8_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
 
 
-def images_to(images: list[torch.Tensor], device: torch.device, non_blocking: bool = False) -> list[torch.Tensor]:
+def images_to(images: list[torch.Tensor] | list[Encoded], device: torch.device,
+              non_blocking: bool = False) -> list[torch.Tensor]:
     """A batch's images on ``device`` as the detector takes them (float ``[3, H, W]`` in 0..1):
-    uint8 is converted there, after the copy; float images pass as they are."""
+    uint8 is converted there, after the copy; float images pass as they are; encoded images
+    (``data.decode: device``) are decoded and augmented there (:func:`.device.decode_to`)."""
+    if images and isinstance(images[0], Encoded):
+        return decode_to(images, device)
     out = []
     for im in images:
         im = im.to(device, non_blocking=non_blocking)
@@ -128,7 +154,7 @@ def collate(items: list[DetSample | Skipped]) -> DetBatch:
         if isinstance(it, Skipped):
             report.add(UNREADABLE, "image skipped", it.path, it.detail)
             continue
-        images.append(to_uint8_tensor(it.image))
+        images.append(it.image if isinstance(it.image, Encoded) else to_uint8_tensor(it.image))
         targets.append(to_target(it))
     return DetBatch(images, targets, report)
 

@@ -24,7 +24,7 @@ CROSSING = f"{CROSSING_KIND} ({CROSSING_ACTION})"  # its label in ``DataReport.c
 
 @dataclass
 class DetSample:
-    image: np.ndarray  # [H, W, 3] uint8 RGB
+    image: np.ndarray  # [H, W, 3] uint8 RGB (data.decode: device, after the transform: a device.Encoded)
     boxes: np.ndarray  # [N, 4] float32 xyxy, pixels
     labels: np.ndarray  # [N] int64, 1..C (0 is background)
     ignore: np.ndarray  # [N] bool: VOC difficult, COCO crowd, ILSVRC blacklisted

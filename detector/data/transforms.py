@@ -9,7 +9,9 @@ from __future__ import annotations
 import albumentations as A
 import cv2
 import numpy as np
+import torch
 
+from .device import Encoded
 from .sample import DetSample
 
 
@@ -34,8 +36,12 @@ def resize_image(image: np.ndarray, short: int, max_size: int) -> np.ndarray:
 
 def resize_sample(s: DetSample, short: int, max_size: int) -> DetSample:
     """The sample resized (:func:`resize_image`), its boxes with it."""
-    (h, w), image = s.image.shape[:2], resize_image(s.image, short, max_size)
-    nh, nw = image.shape[:2]
+    return with_image(s, resize_image(s.image, short, max_size))
+
+
+def with_image(s: DetSample, image: np.ndarray) -> DetSample:
+    """``s`` with ``image``, its own image at another size: boxes and proposals scaled to it."""
+    (h, w), (nh, nw) = s.image.shape[:2], image.shape[:2]
     scale = np.array([nw / w, nh / h, nw / w, nh / h], np.float32)
     proposals = None if s.proposals is None else s.proposals * scale
     return DetSample(image, s.boxes * scale, s.labels, s.ignore, s.image_id, s.orig_size, proposals=proposals)
@@ -56,9 +62,10 @@ class DetTransform:
         if train and photometric > 0:
             ops.append(A.ColorJitter(brightness=photometric, contrast=photometric, saturation=photometric, hue=0.0,
                                      p=0.8))
+        # applied params kept: plan() hands the device what was done to the pixels
         self.aug = A.Compose(ops, bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels", "ignore"],
                                                            min_width=min_box_size, min_height=min_box_size,
-                                                           clip=True)) if ops else None
+                                                           clip=True), save_applied_params=True) if ops else None
         self.rng = np.random.default_rng(0)
 
     def set_seed(self, seed: int) -> None:
@@ -67,11 +74,28 @@ class DetTransform:
         if self.aug is not None:
             self.aug.set_random_seed(int(self.rng.integers(2**31)))
 
+    def _short(self) -> int:
+        return int(self.rng.choice(self.scales)) if self.train else self.scales[0]
+
     def __call__(self, s: DetSample) -> DetSample:
-        short = int(self.rng.choice(self.scales)) if self.train else self.scales[0]
-        s = resize_sample(s, short, self.max_size)
+        return self._augment(resize_sample(s, self._short(), self.max_size))[0]
+
+    def plan(self, s: DetSample) -> tuple[DetSample, Encoded]:
+        """What ``__call__`` does to ``s``, drawn from the same seed, without its pixels (``s.image``
+        may be any array of the stored image's shape; ``data.decode: device``): the sample with
+        its boxes (and proposals) moved exactly as there, and ``(size, flip, jitter)`` for the
+        device, as an :class:`Encoded` without bytes. The image albumentations sees is blank."""
+        h, w = resized_size(*s.image.shape[:2], self._short(), self.max_size)
+        s, applied = self._augment(with_image(s, np.zeros((h, w, 3), np.uint8)))
+        p = dict(applied).get("ColorJitter")
+        jitter = None if p is None else ((p["brightness"], p["contrast"], p["saturation"]), tuple(p["order"]))
+        return s, Encoded("", torch.empty(0, dtype=torch.uint8), (h, w), False, "HorizontalFlip" in dict(applied),
+                          jitter)
+
+    def _augment(self, s: DetSample) -> tuple[DetSample, list[tuple[str, dict]]]:
+        """Flips and photometric distortion; with the transforms albumentations applied, by name."""
         if self.aug is None:
-            return s
+            return s, []
         if s.proposals is None:
             boxes, labels, ignore = s.boxes, s.labels, s.ignore
         else:  # the proposals ride along as boxes of label -1, so every geometric op moves them too
@@ -86,4 +110,4 @@ class DetTransform:
         own = labels >= 0
         proposals = None if s.proposals is None else boxes[~own]
         return DetSample(out["image"], boxes[own], labels[own], ignore[own], s.image_id, s.orig_size,
-                         proposals=proposals)
+                         proposals=proposals), list(out.get("applied_transforms", []))

@@ -138,7 +138,7 @@ def predict_views(predictor: Predictor, cfg: DetConfig, req: EvalRequest, gt: Gr
         view = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, test_scale=scale))
         # the split's records and proposals as read once, resized to this view's scale
         ds = DetectionDataset(gt.records, DetTransform((scale,), cfg.data.max_size, train=False), seed=cfg.seed,
-                              proposals=gt.dataset.proposals)
+                              proposals=gt.dataset.proposals, decode=cfg.data.decode)
         batches = loader(view, dataclasses.replace(gt, dataset=ds), req.batch_size, device, rank, world)
         per_view.append(gather(predict(predictor, batches, device, len(gt.records), mirrored=mirrored,
                                        progress=progress)[0], world))
