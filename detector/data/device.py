@@ -7,28 +7,23 @@ same per-sample seed as the OpenCV path and moves the boxes with the same albume
 the boxes are those of ``data.decode: cpu`` exactly. What it did to the pixels travels with the
 bytes as an :class:`Encoded`.
 
-:func:`decode_to` then makes the batch's pixels on the device: one batched JPEG decode (nvJPEG
-through ``torchvision.io.decode_jpeg`` on a GPU, libjpeg-turbo on the CPU), and per image the
-resize (antialiased bilinear, where OpenCV's path shrinks with ``INTER_AREA``), the mirror and
-the colour jitter albumentations drew, with ``torchvision.transforms.v2.functional``. Other formats
-(PNG, ...) are decoded on the CPU and then copied. A decode that fails names the file and stops
-the run: with ``data.decode: cpu`` a corrupt image body is skipped instead, since the worker that
-finds it can leave it out of its batch (docs/gpu.md).
+:func:`decode_to` then makes the batch's pixels on the device: one batched decode
+(:func:`core.decode.decode_batch`: nvJPEG on a GPU), and per image the resize (antialiased
+bilinear, where OpenCV's path shrinks with ``INTER_AREA``), the mirror and the colour jitter
+albumentations drew, with ``torchvision.transforms.v2.functional``. A decode that fails names the
+file and stops the run: with ``data.decode: cpu`` a corrupt image body is skipped instead, since
+the worker that finds it can leave it out of its batch (docs/gpu.md).
 """
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, replace
 
-import numpy as np
 import torch
 
+from core.decode import TRANSPOSED, decode_batch
+from core.decode import read_encoded as read_stored
 from core.errors import BadImageError
-
-# EXIF orientations that swap width and height (rotations by 90 and 270 degrees, mirrored or not)
-_TRANSPOSED = (5, 6, 7, 8)
-_UNREADABLE = "not a decodable image (corrupt, truncated or empty)"
 
 
 @dataclass
@@ -57,65 +52,18 @@ def read_encoded(path: str, height: int, width: int, source: str = "") -> tuple[
     """``(bytes [B] uint8, exif)`` of the image at ``path`` that its annotation says is
     ``width x height``: ``exif`` when that is the EXIF-rotated view of the stored pixels (as
     ``dataset.load_sample`` decides). Raises BadImageError naming the file."""
-    from PIL import Image
-
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as e:
-        raise BadImageError(path, f"cannot read ({e.strerror or e})") from None
-    try:
-        with Image.open(io.BytesIO(data.tobytes())) as im:
-            w, h = im.size
-            orientation = im.getexif().get(0x0112, 1)
-    except Exception:  # PIL raises a dozen kinds on a bad header: every one means the same here
-        raise BadImageError(path, _UNREADABLE) from None
+    data, w, h, orientation = read_stored(path)
     exif = (h, w) != (height, width)
-    if exif and not (orientation in _TRANSPOSED and (w, h) == (height, width)):
+    if exif and not (orientation in TRANSPOSED and (w, h) == (height, width)):
         raise BadImageError(path, f"image is {w}x{h}, its annotation ({source}) says {width}x{height}")
-    return torch.from_numpy(data), exif
-
-
-def is_jpeg(data: torch.Tensor) -> bool:
-    return data.numel() > 3 and bool((data[:3] == torch.tensor([0xFF, 0xD8, 0xFF], dtype=torch.uint8)).all())
+    return data, exif
 
 
 def decode_to(items: list[Encoded], device: torch.device) -> list[torch.Tensor]:
     """The batch's images on ``device`` as the detector takes them (float ``[3, H, W]`` in 0..1),
     decoded, resized, mirrored and jittered there as each ``Encoded`` says."""
-    decoded: list[torch.Tensor | None] = [None] * len(items)
-    for exif in (False, True):  # decode_jpeg takes one EXIF setting per call
-        group = [i for i, e in enumerate(items) if e.exif == exif and is_jpeg(e.data)]
-        if group:
-            for i, im in zip(group, _decode_jpegs([items[i] for i in group], device, exif)):
-                decoded[i] = im
-    for i, e in enumerate(items):
-        if decoded[i] is None:
-            decoded[i] = _decode_other(e).to(device)
+    decoded = decode_batch([e.data for e in items], [e.exif for e in items], [e.path for e in items], device)
     return [pixels(im, e).float().div_(255.0) for im, e in zip(decoded, items)]
-
-
-def _decode_jpegs(items: list[Encoded], device: torch.device, exif: bool) -> list[torch.Tensor]:
-    from torchvision.io import ImageReadMode, decode_jpeg
-
-    try:
-        return decode_jpeg([e.data for e in items], mode=ImageReadMode.RGB, device=device,
-                           apply_exif_orientation=exif)
-    except RuntimeError:  # a batch decode fails whole: find the file, one at a time
-        for e in items:
-            try:
-                decode_jpeg(e.data, mode=ImageReadMode.RGB, device=device, apply_exif_orientation=exif)
-            except RuntimeError:
-                raise BadImageError(e.path, f"{_UNREADABLE}; data.decode=cpu skips such images") from None
-        raise
-
-
-def _decode_other(e: Encoded) -> torch.Tensor:
-    from torchvision.io import ImageReadMode, decode_image
-
-    try:
-        return decode_image(e.data, mode=ImageReadMode.RGB, apply_exif_orientation=e.exif)
-    except RuntimeError:
-        raise BadImageError(e.path, f"{_UNREADABLE}; data.decode=cpu skips such images") from None
 
 
 def pixels(image: torch.Tensor, e: Encoded) -> torch.Tensor:
