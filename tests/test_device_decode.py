@@ -143,3 +143,65 @@ def test_training_with_device_decoding_through_a_loader_worker_learns_the_same_f
         losses[decode] = steps[0]["loss"]
     # the same images, boxes and sampled regions; pixels differ by the resize filter only
     assert losses["device"] == pytest.approx(losses["cpu"], rel=0.05)
+
+
+# -- pretraining ---------------------------------------------------------------------------------
+@needs_shared
+@pytest.mark.parametrize("photometric", ["howard", "jitter"])
+def test_pretraining_crops_on_the_device_are_the_cpu_paths_draws_and_pixels(photometric):
+    import cv2
+
+    from backbone.pretrain.data import ClassificationDataset, collate, photometric_ops, train_transform
+    from backbone.pretrain.device import images_on
+    from core.seeding import sample_seed
+
+    photos = sorted(glob.glob(os.path.join(SHARED, "tiny_coco", "train2017", "*.jpg")))[:16]
+    samples = [(p, k % 3) for k, p in enumerate(photos)]
+    make = lambda: train_transform(64, ("linear", "area", "nearest", "cubic"), photometric_ops(photometric))  # noqa: E731
+    cpu, device = ClassificationDataset(samples, make(), seed=3), ClassificationDataset(samples, make(), seed=3,
+                                                                                       decode="device")
+    plans = [device[k].image for k in range(len(samples))]
+    reference = make()
+    for k, (p, plan) in enumerate(zip(photos, plans)):  # the draws, from the photo itself on the cpu path
+        reference.set_random_seed(sample_seed(3, 0, k))
+        drawn = dict(reference(image=read_image(p))["applied_transforms"])
+        assert plan.box == tuple(drawn["RandomResizedCrop"]["crop_coords"]) and plan.flip == ("HorizontalFlip" in drawn)
+        assert plan.interpolation == drawn["RandomResizedCrop"]["interpolation"]
+        assert [n for n, _ in plan.colour] == [n for n in drawn if n in ("HowardColour", "PCALighting", "ColorJitter")]
+    assert {p.interpolation for p in plans} == {cv2.INTER_LINEAR, cv2.INTER_AREA, cv2.INTER_NEAREST, cv2.INTER_CUBIC}
+    ours = images_on(collate([device[k] for k in range(len(samples))]).images, CPU)
+    theirs = collate([cpu[k] for k in range(len(samples))]).images
+    for plan, a, b in zip(plans, ours, theirs):  # normalised by ImageNet's std: back to 8-bit levels
+        off = float(((a - b) * torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)).abs().mean()) * 255
+        # INTER_AREA against antialiased bilinear: a few levels on a strong shrink; the rest, rounding
+        assert off < (6.0 if plan.interpolation == cv2.INTER_AREA else 1.0), (plan.path, plan.interpolation)
+
+
+def test_howards_operations_in_torch_equal_opencvs():
+    from backbone.pretrain.device import enhance
+    from backbone.pretrain.photometric import HOWARD_OPS
+    from backbone.pretrain.photometric import enhance as enhance_cv
+
+    image = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    for op in HOWARD_OPS:
+        for f in (0.5, 0.83, 1.37):
+            ours = enhance(torch.from_numpy(image).permute(2, 0, 1), op, f).permute(1, 2, 0).numpy().astype(int)
+            assert np.abs(ours - enhance_cv(image, op, f).astype(int)).max() <= 1, (op, f)
+
+
+def test_pretraining_with_device_decoding_through_a_loader_worker(tmp_path):
+    from core.miniature import make_toy_imagenet
+
+    toy = make_toy_imagenet(tmp_path / "toy", n_train=8, n_val=3, size=40, seed=0)
+    losses = {}
+    for decode in ("cpu", "device"):
+        args = [os.path.join(ROOT, "tools", "pretrain_backbone.py"), "configs/pretrain_toy.yaml", f"data.root={toy}",
+                "data.toy=false", f"work_dir={tmp_path / decode}", "name=t", "data.crop=32", "data.resize=36",
+                "data.scales=[36, 40, 44, 48]", "data.workers=1", "batch_size=8", "epochs=1", "max_steps=2",
+                "progress=false", f"data.decode={decode}"]
+        out = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "PYTHONPATH": ROOT})
+        assert out.returncode == 0, out.stderr[-2000:]
+        steps = [json.loads(line) for line in open(tmp_path / decode / "t" / "log.jsonl") if '"loss"' in line]
+        losses[decode] = steps[0]["loss"]
+    assert losses["device"] == pytest.approx(losses["cpu"], rel=0.02)

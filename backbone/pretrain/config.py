@@ -44,6 +44,10 @@ class DataConfig:
     area: list[float] = field(default_factory=lambda: [0.08, 1.0])  # crop area range (paper: 8-100%)
     workers: int = 4
     on_bad_image: Literal["skip", "error"] = "skip"
+    # cpu: the loader workers decode and augment (OpenCV, albumentations); device: they read the
+    # bytes and draw the augmentation, and the training batch is decoded (nvJPEG on a GPU) and
+    # augmented where the model runs (backbone/pretrain/device.py, docs/gpu.md)
+    decode: Literal["cpu", "device"] = "cpu"
 
 
 @dataclass

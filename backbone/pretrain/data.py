@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Literal
 
 import albumentations as A
 import cv2
@@ -31,6 +32,7 @@ from core.errors import BadImageError, DataError
 from core.seeding import epoch_seed, sample_seed
 
 from ..googlenet import IMAGENET_MEAN, IMAGENET_STD
+from .device import EncodedCrop, plan_crop
 from .photometric import HowardColour, PCALighting
 
 SYNSETS_FILE = os.path.join(os.path.dirname(__file__), "map_clsloc.txt")
@@ -119,7 +121,7 @@ def train_transform(crop: int, interpolations: tuple[str, ...] = ("linear", "are
     ops = [A.OneOf(crops, p=1.0), A.HorizontalFlip(p=0.5)]
     ops += photometric_ops("jitter") if photometric is None else photometric
     ops.append(A.Normalize(mean=norm[0], std=norm[1], max_pixel_value=255.0))
-    return A.Compose(ops)
+    return A.Compose(ops, save_applied_params=True)  # the draws, for data.decode: device (.device)
 
 
 def eval_transform(resize: int, crop: int, norm: Normalisation = IMAGENET_NORM) -> A.Compose:
@@ -174,18 +176,22 @@ def _normalise(crop: np.ndarray, norm: Normalisation = IMAGENET_NORM) -> torch.T
 # -- datasets ------------------------------------------------------------------------------------
 @dataclass
 class Sample:
-    image: torch.Tensor  # [3, H, W], or [K, 3, H, W] for K test-time crops
+    # [3, H, W], or [K, 3, H, W] for K test-time crops; data.decode: device, its bytes and draws
+    image: torch.Tensor | EncodedCrop
     label: int
     index: int
 
 
 class ClassificationDataset(Dataset):
     """(path, label) samples -> :class:`Sample`, or :class:`Skipped` for an unreadable image when
-    ``on_bad_image="skip"`` (the collate function drops those and its batch's report names them)."""
+    ``on_bad_image="skip"`` (the collate function drops those and its batch's report names them).
+    ``decode="device"`` (training transforms only): a sample's image is an :class:`EncodedCrop`,
+    which :func:`.device.images_on` decodes and augments where the model runs."""
 
     def __init__(self, samples: list[tuple[str, int]], transform: A.Compose | None, seed: int = 0,
                  on_bad_image: str = "skip", crops: int = 1, resize: int = 256, crop: int = 224,
-                 scales: tuple[int, ...] = (256, 288, 320, 352), norm: Normalisation = IMAGENET_NORM) -> None:
+                 scales: tuple[int, ...] = (256, 288, 320, 352), norm: Normalisation = IMAGENET_NORM,
+                 decode: Literal["cpu", "device"] = "cpu") -> None:
         if on_bad_image not in ("skip", "error"):
             raise ValueError("on_bad_image must be 'skip' or 'error'")
         if crops not in (1, 10, 144):
@@ -194,6 +200,9 @@ class ClassificationDataset(Dataset):
             raise ValueError("144 crops need 4 scales")
         self.samples, self.transform, self.seed, self.on_bad_image = samples, transform, seed, on_bad_image
         self.crops, self.resize, self.crop, self.scales, self.norm = crops, resize, crop, scales, norm
+        if decode == "device" and (crops != 1 or transform is None):
+            raise ValueError("decode='device' is for the training transform (one random crop an image)")
+        self.decode = decode
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -202,6 +211,9 @@ class ClassificationDataset(Dataset):
     def __getitem__(self, index: int) -> Sample | Skipped:
         path, label = self.samples[index]
         try:
+            if self.decode == "device":
+                seed = sample_seed(self.seed, self.epoch, index)
+                return Sample(plan_crop(self.transform, path, seed, self.norm), label, index)
             img = read_image(path)
         except BadImageError as e:
             if self.on_bad_image == "error":
@@ -220,7 +232,7 @@ class ClassificationDataset(Dataset):
 
 @dataclass
 class Batch:
-    images: torch.Tensor  # [B, 3, H, W] or [B, K, 3, H, W]
+    images: torch.Tensor | list[EncodedCrop]  # [B, 3, H, W] or [B, K, 3, H, W]; or data.decode: device's
     labels: torch.Tensor  # [B]
     report: DataReport = field(default_factory=DataReport)  # the unreadable images dropped from this batch
 
@@ -230,7 +242,8 @@ class Batch:
 
     def pin_memory(self) -> Batch:
         """DataLoader(pin_memory=True) pins custom batch types only through this method."""
-        return Batch(self.images.pin_memory(), self.labels.pin_memory(), self.report)
+        images = [e.pin_memory() for e in self.images] if isinstance(self.images, list) else self.images.pin_memory()
+        return Batch(images, self.labels.pin_memory(), self.report)
 
 
 def collate(samples: list[Sample | Skipped]) -> Batch:
@@ -241,7 +254,9 @@ def collate(samples: list[Sample | Skipped]) -> Batch:
     good = [s for s in samples if isinstance(s, Sample)]
     if not good:
         return Batch(torch.empty(0), torch.empty(0, dtype=torch.long), report)
-    return Batch(torch.stack([s.image for s in good]), torch.tensor([s.label for s in good]), report)
+    images = [s.image for s in good]
+    labels = torch.tensor([s.label for s in good])
+    return Batch(images if isinstance(images[0], EncodedCrop) else torch.stack(images), labels, report)
 
 
 class EpochSampler(torch.utils.data.Sampler[int]):

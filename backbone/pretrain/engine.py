@@ -18,6 +18,7 @@ from core.trainer import train_steps
 
 from ..aux import aux_loss
 from .averaging import WeightAverage
+from .device import images_on
 
 
 @dataclass
@@ -70,7 +71,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
     def loss_of(batch) -> tuple[torch.Tensor, dict[str, torch.Tensor], int] | None:
         if batch.labels.numel() == 0:
             return None
-        images = batch.images.to(device, non_blocking=True)
+        images = images_on(batch.images, device)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         labels = batch.labels.to(device, non_blocking=True)
@@ -119,7 +120,7 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device, *, channe
         skipped += batch.skipped
         if batch.labels.numel() == 0:
             continue
-        images = batch.images.to(device, non_blocking=True)
+        images = images_on(batch.images, device)
         labels = batch.labels.to(device)
         with autocast():
             if images.dim() == 5:  # test-time crops: main head only, softmax averaged over crops
@@ -155,7 +156,7 @@ def predict(backbone: nn.Module, loader: Iterable, device: torch.device, *, chan
     for batch in progress_bar(loader, desc=desc, enabled=progress, leave=False):
         if batch.labels.numel() == 0:
             continue
-        images = batch.images.to(device, non_blocking=True)
+        images = images_on(batch.images, device)
         if images.dim() == 4:
             images = images[:, None]  # one crop
         with autocast():

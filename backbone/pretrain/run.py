@@ -47,6 +47,7 @@ from .data import (
     photometric_ops,
     train_transform,
 )
+from .device import images_on
 from .engine import evaluate, train_one_epoch
 from .layout import find_layout
 
@@ -109,7 +110,7 @@ def training_data(cfg: PretrainConfig, train: list, rank: int, world: int) -> tu
     photometric = photometric_ops(d.photometric, d.jitter, tuple(d.howard_range), d.lighting_std)
     train_ds = ClassificationDataset(train, train_transform(d.crop, tuple(d.interpolations), photometric,
                                                             tuple(d.area)),
-                                     seed=cfg.run_seed, on_bad_image=d.on_bad_image)
+                                     seed=cfg.run_seed, on_bad_image=d.on_bad_image, decode=d.decode)
     sampler = EpochSampler(len(train_ds), cfg.batch_size, cfg.run_seed, rank, world)
     if sampler.steps() == 0:
         raise DataError(f"{d.root}: {len(train_ds)} training images make no batch of {cfg.batch_size}: "
@@ -207,14 +208,14 @@ def finish(cfg: PretrainConfig, model: GoogLeNetWithAux, average: WeightAverage 
     write_json_atomic(os.path.join(out, "metrics.json"), metrics)
 
 
-def bn_images(cfg: PretrainConfig, train_ds: ClassificationDataset):
+def bn_images(cfg: PretrainConfig, train_ds: ClassificationDataset, device: torch.device):
     """The first ``bn_batches`` training batches of epoch 0 (the same in every process), as
-    images: what a Polyak average's BatchNorm statistics are recomputed on."""
+    images on ``device``: what a Polyak average's BatchNorm statistics are recomputed on."""
     sampler = EpochSampler(len(train_ds), cfg.batch_size, cfg.run_seed)
     train_ds.epoch = 0
     loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.data.workers,
                         collate_fn=collate, drop_last=True)
-    return (b.images for b in itertools.islice(loader, cfg.bn_batches))
+    return (images_on(b.images, device) for b in itertools.islice(loader, cfg.bn_batches))
 
 
 def evaluate_all(cfg: PretrainConfig, model: GoogLeNetWithAux, average: WeightAverage | None, val: list,
@@ -230,7 +231,7 @@ def evaluate_all(cfg: PretrainConfig, model: GoogLeNetWithAux, average: WeightAv
     publish_all(skipped, stage.replace("_", " "), report_path(cfg.out_dir, stage), world, rank, log)
     if average is not None and average.steps_averaged > 0:
         if average.needs_bn_update:
-            recompute_bn(average.module, bn_images(cfg, train_ds), device, cfg.model.channels_last)
+            recompute_bn(average.module, bn_images(cfg, train_ds, device), device, cfg.model.channels_last)
         desc = f"eval {cfg.averaging}"
         metrics.update({f"{cfg.averaging}_{k}": v for k, v in evaluate(average.module, loader, device, desc=desc,
                                                                         **kw).items()

@@ -48,7 +48,8 @@ def load_for_eval(cfg: PretrainConfig, path: str, num_classes: int, train_ds: Cl
             average = WeightAverage(model, cfg.averaging, ema_decay=cfg.ema_decay)
             average.load_state_dict(state["average"])
             if average.needs_bn_update:
-                recompute_bn(average.module.to(device), bn_images(cfg, train_ds), device, cfg.model.channels_last)
+                images = bn_images(cfg, train_ds, device)
+                recompute_bn(average.module.to(device), images, device, cfg.model.channels_last)
             model = average.module
         return model.backbone.to(device), IMAGENET_NORM
     net, meta = googlenet_from_file(path, cfg.model.variant, cfg.model.norm, cfg.model.channels_last)
