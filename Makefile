@@ -73,7 +73,7 @@ PORT ?= 7860
 web: $(STAMP)
 	$(PY) tools/web_demo.py configs/toy_det.yaml --port $(PORT) $(DET_ARGS)
 
-# Every CUDA path once (README: "First run on a GPU machine"): run it first on a new machine.
+# Every CUDA path once (README: "On a GPU"): run it first on a new machine.
 check: $(STAMP)
 	$(PY) tools/selfcheck.py
 
@@ -86,6 +86,8 @@ bench: $(STAMP)
 	$(PY) tools/benchmark.py ensemble
 	$(PY) tools/benchmark.py proposals
 	$(PY) tools/benchmark.py engines
+	$(PY) tools/benchmark.py gpu $$($(PY) -c "import torch; print('--batch 8 --size 600 --pretrain-batch 256' \
+		if torch.cuda.is_available() else '')")
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
