@@ -213,9 +213,10 @@ def test_voc_bad_items_named_good_boxes_exact(tmp_path):
     (root / "Annotations" / "v3.xml").write_text(xml((64, 48), good))
     (root / "Annotations" / "v4.xml").write_text(xml((64, 48), good))
     truncate(str(root / "JPEGImages" / "v3.jpg"))  # v1 has no XML at all
+    # the class list given (without it, "dragon" would be a class of its own: tests/test_custom_classes.py)
     out = run("browse_dataset.py", "configs/toy_det.yaml", "data.format=voc", f"data.root={root}", "data.toy=false",
-              "data.val_split=test", "data.test_scale=64", "data.max_size=100", "--split", "val", "--out",
-              str(tmp_path / "b"))
+              "data.val_split=test", "data.test_scale=64", "data.max_size=100", "data.classes=[cat, dog]", "--split",
+              "val", "--out", str(tmp_path / "b"))
     assert out.returncode == 0, out.stderr[-2000:]
     assert named(str(tmp_path / "b" / "data_report" / "read_val.jsonl")) == {
         ("v1.xml", "unreadable annotations (image skipped)"), ("v2.xml", "inverted boxes (dropped)"),

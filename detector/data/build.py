@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from typing import Literal
@@ -9,13 +10,14 @@ from typing import Literal
 from core.config import ConfigError
 from core.data import configured_path, first_file
 from core.errors import DataError
+from core.records import log
 
 from .coco import COCODet
 from .ilsvrc import BLACKLIST_NAME, MAP_DET, ILSVRCDet
 from .index_cache import default_cache_dir
 from .proposals import RecordProposals, aligned, load_proposals
 from .toy import make_toy_ilsvrc
-from .voc import VOCDet
+from .voc import VOC_CLASSES, VOCDet, class_names_in
 
 # the devkit's name, and the miniature's own (make_toy_ilsvrc)
 BLACKLIST_NAMES = (BLACKLIST_NAME, "det_validation_blacklist.txt")
@@ -31,6 +33,9 @@ class DetDataConfig:
     # ilsvrc: the devkit's data folder (map_det.txt, the val blacklist); None: <root>/devkit/data, then <root>
     devkit: str | None = None
     synsets: str | None = None  # ilsvrc: wnid list (None: map_det.txt in the devkit, else the shipped 200)
+    # voc: the class names, in label order; None: the names the train and val annotations use,
+    # sorted (Pascal VOC's own 20 when they are among them), said in the log
+    classes: list[str] | None = None
     blacklist: str | None = None  # ilsvrc: (image index, wnid) pairs not scored (None: in the devkit; "none": off)
     negatives: float = 0.0  # ilsvrc: share of the negative training images to include
     extra_train_splits: list[str] = field(default_factory=list)  # e.g. [val1] beside train (R-CNN's practice)
@@ -87,6 +92,30 @@ def ilsvrc_files(cfg: DetDataConfig, split: str) -> tuple[str, str | None]:
     return synsets, found
 
 
+def voc_classes(cfg: DetDataConfig) -> list[str]:
+    """``data.classes``, else the names the annotations of the config's splits use (sorted; Pascal
+    VOC's 20 when every name is one of them), said once in the log."""
+    if cfg.classes:
+        return list(cfg.classes)
+    splits = list(dict.fromkeys([cfg.train_split, *cfg.extra_train_splits, cfg.val_split]))
+    return _classes_found(cfg.root, tuple(splits))
+
+
+@functools.lru_cache(maxsize=8)
+def _classes_found(root: str, splits: tuple[str, ...]) -> list[str]:
+    found = class_names_in(root, list(splits))
+    if found and set(found) <= set(VOC_CLASSES):
+        return list(VOC_CLASSES)
+    if not found:
+        raise DataError(f"{root}: no object names in the annotations of {', '.join(splits)}; set data.classes=[...]")
+    shown = ", ".join(found[:10]) + (f", ... ({len(found)})" if len(found) > 10 else "")
+    others = [n for n in found if n not in VOC_CLASSES]  # beside Pascal VOC's own names: a typo?
+    odd = f"; not among Pascal VOC's 20: {', '.join(others[:5])}" if len(others) < len(found) else ""
+    log(f"data: {len(found)} class(es) from the annotations of {root} ({' + '.join(splits)}), sorted: {shown}{odd} "
+        "(data.classes=[...] sets them)", int(os.environ.get("RANK", "0")))
+    return found
+
+
 def _index(cfg: DetDataConfig, split: str, seed: int):
     root = cfg.root
     if cfg.format == "ilsvrc":
@@ -95,7 +124,7 @@ def _index(cfg: DetDataConfig, split: str, seed: int):
         return ILSVRCDet(root, split, synsets=synsets, negatives=cfg.negatives, blacklist=blacklist, seed=seed,
                          cache=cache)
     if cfg.format == "voc":
-        return VOCDet(root, split)
+        return VOCDet(root, split, classes=tuple(voc_classes(cfg)))
     return COCODet(os.path.join(root, cfg.coco_annotations.format(split=split)),
                    os.path.join(root, cfg.coco_images.format(split=split)))
 
@@ -124,6 +153,9 @@ def build_detection_index(cfg: DetDataConfig, train: bool, seed: int = 0):
     """``(index, parts)``: the training split (plus ``extra_train_splits``, their records appended)
     or the validation split, read without decoding; ``parts``: ``(split, records)`` of each.
     ``index`` has ``records``, ``classes``, ``class_names`` and the parse ``report``."""
+    if cfg.classes and cfg.format != "voc":
+        raise ConfigError(f"data.classes: for data.format=voc; {cfg.format} takes its classes from "
+                          + ("its annotation file's categories" if cfg.format == "coco" else "data.synsets"))
     if cfg.toy and cfg.format == "ilsvrc":
         make_toy_ilsvrc(cfg.root, seed=0)
     if not os.path.isdir(cfg.root):

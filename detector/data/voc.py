@@ -4,6 +4,7 @@ Boxes are 1-based inclusive pixel indices; difficult objects are kept as ignored
 from __future__ import annotations
 
 import os
+import xml.etree.ElementTree as ET
 
 import numpy as np
 
@@ -14,6 +15,27 @@ from .sample import DataReport, ImageRecord
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
                "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
+
+
+def class_names_in(root: str, splits: list[str]) -> list[str]:
+    """The object names the annotations of ``splits`` use, sorted: the class list of a VOC-format
+    data set of its own classes (for Pascal VOC itself, the 20 of ``VOC_CLASSES``, which are in
+    that order). Splits without a listing are passed over; the readers name them."""
+    names: set[str] = set()
+    for split in splits:
+        listing = os.path.join(root, "ImageSets", "Main", f"{split}.txt")
+        if not os.path.isfile(listing):
+            continue
+        with open(listing) as f:
+            ids = [line.split()[0] for line in f if line.strip()]
+        for image_id in ids:
+            xml = os.path.join(root, "Annotations", image_id + ".xml")
+            try:
+                names.update((o.findtext("name") or "").strip() for o in ET.parse(xml).iter("object"))
+            except (OSError, ET.ParseError):
+                continue  # the reader reports the file
+    names.discard("")
+    return sorted(names)
 
 
 class VOCDet:
