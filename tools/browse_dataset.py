@@ -12,6 +12,7 @@ import os
 import sys
 
 import numpy as np
+import torch
 
 from core.atomic import write_png_atomic
 from core.cli import run_guarded
@@ -19,6 +20,7 @@ from core.config import load_config
 from core.data_report import publish, report_path
 from detector.data.build import DetDataConfig, build_detection_data
 from detector.data.dataset import UNREADABLE, Skipped
+from detector.data.device import Encoded, decode_to
 from detector.visualize import draw_boxes
 
 
@@ -44,8 +46,11 @@ def browse(config: str, overrides: list[str], split: str, n: int, out: str, seed
         if isinstance(s, Skipped):
             report.add(UNREADABLE, "image skipped", s.path, s.detail)
             continue
+        image = s.image
+        if isinstance(image, Encoded):  # data.decode=device: the pixels that path makes, made here
+            image = (decode_to([image], torch.device("cpu"))[0] * 255).round().byte().permute(1, 2, 0).numpy()
         write_png_atomic(os.path.join(out, f"{split}_{i:06d}.png"),
-                         draw_boxes(s.image, s.boxes, s.labels, index.class_names, ignore=s.ignore))
+                         draw_boxes(image, s.boxes, s.labels, index.class_names, ignore=s.ignore))
         written += 1
     publish(report, f"browse_dataset: {split}", report_path(out, f"read_{split}"),
             lambda t: print(t, file=sys.stderr))
