@@ -53,12 +53,13 @@ def plan_crop(transform: A.Compose, path: str, seed: int, norm) -> EncodedCrop:
     data, w, h, orientation = read_encoded(path)
     w, h = shown_size(w, h, orientation)
     transform.set_random_seed(seed)
-    applied = transform(image=np.zeros((h, w, 3), np.uint8))["applied_transforms"]
-    crop = dict(applied)["RandomResizedCrop"]
+    out = transform(image=np.zeros((h, w, 3), np.uint8))
+    applied = out["applied_transforms"]
     unknown = [n for n, _ in applied if n not in ("RandomResizedCrop", "HorizontalFlip", "Normalize", *COLOUR_OPS)]
-    if unknown:
-        raise ValueError(f"data.decode=device cannot apply {unknown} on the device; use data.decode=cpu")
-    side = transform.transforms[0].transforms[0].size[0]
+    if unknown or "RandomResizedCrop" not in dict(applied):
+        raise ValueError(f"data.decode=device applies the training transform's random-resized crop, mirror and "
+                         f"colour on the device, not {unknown or 'a transform without that crop'}: use data.decode=cpu")
+    crop, side = dict(applied)["RandomResizedCrop"], out["image"].shape[0]
     return EncodedCrop(path, data, orientation != 1, tuple(int(v) for v in crop["crop_coords"]), side,
                        int(crop["interpolation"]), "HorizontalFlip" in dict(applied),
                        [(n, p) for n, p in applied if n in COLOUR_OPS], norm)
