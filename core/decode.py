@@ -2,7 +2,8 @@
 loader worker reads a file's bytes and its header (:func:`read_encoded`: size and EXIF orientation,
 through PIL, nothing decoded); the training process decodes a batch of them in one call
 (:func:`decode_batch`: ``torchvision.io.decode_jpeg`` with a list, which is nvJPEG's batched decoder
-on a GPU and libjpeg-turbo on the CPU; other formats are decoded on the CPU and copied).
+on a GPU and libjpeg-turbo on the CPU; other formats are decoded on the CPU and copied); and
+the colour jitter both device paths apply (:func:`color_jitter`).
 
 ``torchvision.io``'s decoders are deprecated since torchvision 0.29 in favour of ``torchcodec``;
 they are the ones in this project's pinned torchvision and need no other package."""
@@ -91,3 +92,18 @@ def _other(data: torch.Tensor, path: str, exif: bool) -> torch.Tensor:
             return decode_image(data, mode=ImageReadMode.RGB, apply_exif_orientation=exif)
         except RuntimeError:
             raise BadImageError(path, f"{UNREADABLE}; data.decode=cpu skips such images") from None
+
+
+def color_jitter(image: torch.Tensor, factors: tuple[float, float, float], order: list[int] | tuple[int, ...]
+                 ) -> torch.Tensor:
+    """albumentations' ``ColorJitter`` as it drew its parameters (brightness, contrast, saturation
+    ``factors``; ``order`` indexes them, 3 being hue, which the configs keep off) on a uint8
+    ``[3, H, W]`` tensor, with ``torchvision.transforms.v2.functional``: the device paths' twin of
+    the loader workers' jitter."""
+    from torchvision.transforms.v2 import functional as TF
+
+    ops = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation)
+    for k in order:
+        if k < len(ops):
+            image = ops[k](image, factors[k])
+    return image

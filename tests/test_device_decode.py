@@ -74,7 +74,7 @@ def test_decoded_pixels_are_within_2_of_opencv_and_evaluation_sizes_equal():
                + COCODet(os.path.join(SHARED, "tiny_coco", "annotations", "instances_val2017.json"),
                          os.path.join(SHARED, "tiny_coco", "val2017")).records[:12])
     for r in records:
-        data, exif = read_encoded(r.path, r.height, r.width)
+        data, exif = read_encoded(r)
         (mine,) = decode_to([Encoded(r.path, data, (r.height, r.width), exif)], CPU)
         theirs = torch.from_numpy(read_image(r.path, exif_orientation=exif)).permute(2, 0, 1).float() / 255
         assert mine.shape == theirs.shape and float((mine - theirs).abs().max()) * 255 <= 2.0 + 1e-3, r.path

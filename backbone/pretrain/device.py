@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import torch
 
-from core.decode import decode_batch, read_encoded, shown_size
+from core.decode import color_jitter, decode_batch, read_encoded, shown_size
 
 from .photometric import HOWARD_OPS
 
@@ -95,12 +95,8 @@ def crop_pixels(image: torch.Tensor, e: EncodedCrop) -> torch.Tensor:
         elif name == "PCALighting":
             offset = torch.as_tensor(p["offset"], dtype=torch.float32, device=image.device).view(3, 1, 1)
             image = (image.float() + offset).round_().clamp_(0, 255).to(torch.uint8)
-        else:  # ColorJitter, in the order drawn (3, hue, is off in photometric_ops)
-            ops = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation)
-            factors = (p["brightness"], p["contrast"], p["saturation"])
-            for k in p["order"]:
-                if k < len(ops):
-                    image = ops[k](image, factors[k])
+        else:  # ColorJitter, in the order drawn
+            image = color_jitter(image, (p["brightness"], p["contrast"], p["saturation"]), p["order"])
     return image
 
 

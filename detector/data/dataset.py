@@ -16,7 +16,7 @@ from core.errors import BadImageError
 from core.seeding import epoch_seed, sample_seed
 
 from ..box_ops import clip_xyxy
-from .device import Encoded, decode_to, read_encoded
+from .device import Encoded, decode_to, read_encoded, size_mismatch
 from .proposals import RecordProposals
 from .sample import DataReport, DetSample, ImageRecord
 from .transforms import DetTransform, resized_size
@@ -35,8 +35,7 @@ def load_sample(rec: ImageRecord) -> DetSample:
         if rotated.shape[:2] == (rec.height, rec.width):
             img = rotated  # annotated on the EXIF-rotated view
         else:
-            raise BadImageError(rec.path, f"image is {w}x{h}, its annotation ({rec.source}) says "
-                                          f"{rec.width}x{rec.height}")
+            raise size_mismatch(rec, w, h)
     # the record keeps boxes as annotated (scoring); the model trains on them clipped to the image
     return DetSample(img, clip_xyxy(rec.boxes, rec.height, rec.width), rec.labels.copy(), rec.ignore.copy(),
                      rec.image_id, (rec.height, rec.width))
@@ -45,7 +44,7 @@ def load_sample(rec: ImageRecord) -> DetSample:
 def load_encoded(rec: ImageRecord) -> tuple[DetSample, Encoded]:
     """``data.decode: device``: the sample as :func:`load_sample` gives it, but for its image, a
     blank of the annotated size, and the file's bytes (:mod:`.device`). Raises BadImageError."""
-    data, exif = read_encoded(rec.path, rec.height, rec.width, rec.source)
+    data, exif = read_encoded(rec)
     blank = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (rec.height, rec.width, 3))
     sample = DetSample(blank, clip_xyxy(rec.boxes, rec.height, rec.width), rec.labels.copy(), rec.ignore.copy(),
                        rec.image_id, (rec.height, rec.width))

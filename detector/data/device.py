@@ -21,9 +21,11 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from core.decode import TRANSPOSED, decode_batch
+from core.decode import TRANSPOSED, color_jitter, decode_batch
 from core.decode import read_encoded as read_stored
 from core.errors import BadImageError
+
+from .sample import ImageRecord
 
 
 @dataclass
@@ -48,14 +50,20 @@ class Encoded:
         return replace(self, data=self.data.pin_memory())
 
 
-def read_encoded(path: str, height: int, width: int, source: str = "") -> tuple[torch.Tensor, bool]:
-    """``(bytes [B] uint8, exif)`` of the image at ``path`` that its annotation says is
-    ``width x height``: ``exif`` when that is the EXIF-rotated view of the stored pixels (as
-    ``dataset.load_sample`` decides). Raises BadImageError naming the file."""
-    data, w, h, orientation = read_stored(path)
-    exif = (h, w) != (height, width)
-    if exif and not (orientation in TRANSPOSED and (w, h) == (height, width)):
-        raise BadImageError(path, f"image is {w}x{h}, its annotation ({source}) says {width}x{height}")
+def size_mismatch(rec: ImageRecord, width: int, height: int) -> BadImageError:
+    """The error for an image whose stored size (either way round) is not its annotation's."""
+    return BadImageError(rec.path, f"image is {width}x{height}, its annotation ({rec.source}) says "
+                                   f"{rec.width}x{rec.height}")
+
+
+def read_encoded(rec: ImageRecord) -> tuple[torch.Tensor, bool]:
+    """``(bytes [B] uint8, exif)`` of ``rec``'s image: ``exif`` when its annotated size is the
+    EXIF-rotated view of the stored pixels (as ``dataset.load_sample`` decides). Raises
+    BadImageError naming the file."""
+    data, w, h, orientation = read_stored(rec.path)
+    exif = (h, w) != (rec.height, rec.width)
+    if exif and not (orientation in TRANSPOSED and (w, h) == (rec.height, rec.width)):
+        raise size_mismatch(rec, w, h)
     return data, exif
 
 
@@ -77,9 +85,5 @@ def pixels(image: torch.Tensor, e: Encoded) -> torch.Tensor:
     if e.flip:
         image = image.flip(-1)
     if e.jitter is not None:
-        factors, order = e.jitter
-        ops = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation)
-        for k in order:
-            if k < len(ops):  # 3, hue, is drawn at 0 (DetTransform)
-                image = ops[k](image, factors[k])
+        image = color_jitter(image, *e.jitter)
     return image

@@ -87,10 +87,10 @@ class DetTransform:
         device, as an :class:`Encoded` without bytes. The image albumentations sees is blank."""
         h, w = resized_size(*s.image.shape[:2], self._short(), self.max_size)
         s, applied = self._augment(with_image(s, np.zeros((h, w, 3), np.uint8)))
-        p = dict(applied).get("ColorJitter")
+        done = dict(applied)
+        p = done.get("ColorJitter")
         jitter = None if p is None else ((p["brightness"], p["contrast"], p["saturation"]), tuple(p["order"]))
-        return s, Encoded("", torch.empty(0, dtype=torch.uint8), (h, w), False, "HorizontalFlip" in dict(applied),
-                          jitter)
+        return s, Encoded("", torch.empty(0, dtype=torch.uint8), (h, w), False, "HorizontalFlip" in done, jitter)
 
     def _augment(self, s: DetSample) -> tuple[DetSample, list[tuple[str, dict]]]:
         """Flips and photometric distortion; with the transforms albumentations applied, by name."""
