@@ -55,6 +55,13 @@ class DetModelConfig:
     # test time: the region head scores its own regressed boxes again, this many passes, all joined
     # before NMS (ResNet's ILSVRC 2015 "box refinement"; detector.refine); needs bbox_reg
     box_refine_iters: int = 0
+    # test time: each box NMS keeps becomes the score-weighted mean of the candidates of its class
+    # that overlap it by this IoU (box voting, detector.refine.vote_xyxy); null: NMS's boxes as they are
+    box_vote_iou: float | None = None
+    # training: the region head's box loss, and moved copies of each object's box among its
+    # regions (detector.heads.RegionHeads)
+    box_loss: Literal["smooth_l1", "giou"] = "smooth_l1"
+    gt_jitter: int = 0
 
 
 @dataclass
@@ -91,7 +98,7 @@ class DetConfig:
     epochs: int = 12
     batch_size: int = 16  # global
     eval_every: int = 1
-    eval_metric: Literal["ilsvrc", "voc"] = "ilsvrc"
+    eval_metric: Literal["ilsvrc", "voc", "coco"] = "ilsvrc"  # coco: AP over IoU 0.5:0.95, its "map"
     resume: str = "auto"
     checkpoint_every_steps: int = 0
     keep_checkpoints: int = 2
@@ -106,6 +113,11 @@ class DetConfig:
         return member_dir(self.work_dir, self.name, self.model_index)
 
     @property
+    def metric_name(self) -> str:
+        """What ``eval_metric`` scores, as the logs name it."""
+        return "coco AP" if self.eval_metric == "coco" else f"{self.eval_metric} mAP"
+
+    @property
     def member_seed(self) -> int:
         """The paper's six members differ only in data order (and here their initial heads)."""
         return self.seed + 1000 * self.model_index
@@ -115,6 +127,17 @@ class DetConfig:
 # whatever these were.
 RUNTIME_KEYS = frozenset({"progress", "device", "resume", "checkpoint_every_steps", "keep_checkpoints", "data.workers",
                           "amp", "work_dir", "eval_every", "eval_metric", "data.index_cache", "data.tta_scales"})
+
+
+# Model keys that act at test time only: eval_map.py takes them from its command line
+# (``model.box_vote_iou=0.6``) for a trained member, whose own config otherwise decides.
+TEST_TIME_KEYS = ("box_refine_iters", "box_vote_iou", "box_score_thresh", "box_nms_thresh", "box_detections_per_img")
+
+
+def test_time_overrides(m: DetModelConfig, overrides: list[str]) -> dict[str, object]:
+    """The test-time model keys that ``overrides`` (``key=value`` strings) name, with ``m``'s values."""
+    named = {o.split("=", 1)[0].strip() for o in overrides}
+    return {k: getattr(m, k) for k in TEST_TIME_KEYS if f"model.{k}" in named}
 
 
 def member_dir(work_dir: str, name: str, k: int) -> str:

@@ -47,6 +47,9 @@ def check_compatible(models: list[GoogLeNetFasterRCNN]) -> None:
         if m.box_refine_iters != ref.box_refine_iters:
             raise ValueError(f"ensemble member {k} refines its boxes {m.box_refine_iters} times, member 0 "
                              f"{ref.box_refine_iters}: members of one ensemble share model.box_refine_iters")
+        if m.box_vote_iou != ref.box_vote_iou:
+            raise ValueError(f"ensemble member {k} votes boxes at IoU {m.box_vote_iou}, member 0 at "
+                             f"{ref.box_vote_iou}: members of one ensemble share model.box_vote_iou")
 
 
 def rpn_proposals(model: GoogLeNetFasterRCNN, images, features: dict) -> list[tuple[Tensor, Tensor, Tensor]]:

@@ -32,6 +32,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from backbone.googlenet import IMAGENET_MEAN, IMAGENET_STD, GoogLeNet, googlenet, googlenet_from_file, split_at
 
+from .heads import BoxLoss, RegionHeads
 from .refine import detect_regions, head_outputs
 
 Head = Literal["c4", "fpn"]
@@ -150,16 +151,13 @@ class GoogLeNetFasterRCNN(FasterRCNN):
 
     def __init__(self, backbone: nn.Module, *, head_kind: Head, bbox_reg: bool, backbone_layout: dict,
                  image_mean: list[float], image_std: list[float], proposal_source: ProposalSource = "rpn",
-                 box_refine_iters: int = 0, **faster_rcnn_args) -> None:
+                 box_refine_iters: int = 0, box_vote_iou: float | None = None, **faster_rcnn_args) -> None:
         super().__init__(backbone, image_mean=image_mean, image_std=image_std, **faster_rcnn_args)
-        if box_refine_iters < 0 or (box_refine_iters and not bbox_reg):
-            raise SettingError("box_refine_iters", box_refine_iters, "a count >= 0, and 0 without bbox_reg (a region "
-                               "head that does not regress never moves a box)")
         self.transform = NoResizeTransform(min_size=1, max_size=1 << 30, image_mean=image_mean, image_std=image_std)
         self.head_kind, self.bbox_reg = head_kind, bbox_reg
         self.backbone_layout = backbone_layout
         self.proposal_source = proposal_source
-        self.box_refine_iters = box_refine_iters  # test time: detector.refine
+        self.box_refine_iters, self.box_vote_iou = self._refinement(box_refine_iters, box_vote_iou)  # detector.refine
         if proposal_source == "external":
             self.rpn = None  # no parameters that no loss reaches (DDP would wait for their gradients)
 
@@ -167,13 +165,41 @@ class GoogLeNetFasterRCNN(FasterRCNN):
         """torchvision's: the losses in training, the detections per image in eval. ``proposals``
         (``[P, 4]`` xyxy per image, in the resized image's pixels) are required with external
         proposals and ignored with the RPN's."""
-        if self.proposal_source == "rpn" and (self.training or not self.box_refine_iters):
+        if self.proposal_source == "rpn" and (self.training or not self._test_time_steps):
             out = super().forward(images, targets)
         else:
             out = self._forward_regions(images, targets, proposals)
         if self.training and not self.bbox_reg:
             out.pop("loss_box_reg", None)
         return out
+
+    def set_test_time(self, box_refine_iters: int, box_vote_iou: float | None, box_score_thresh: float,
+                      box_nms_thresh: float, box_detections_per_img: int) -> None:
+        """The test-time settings of the builder's arguments of the same names, for a trained model."""
+        self.box_refine_iters, self.box_vote_iou = self._refinement(box_refine_iters, box_vote_iou)
+        heads = self.roi_heads
+        heads.score_thresh, heads.nms_thresh, heads.detections_per_img = (box_score_thresh, box_nms_thresh,
+                                                                          box_detections_per_img)
+
+    def test_time(self) -> dict:
+        """The settings :meth:`set_test_time` takes, as they are."""
+        heads = self.roi_heads
+        return {"box_refine_iters": self.box_refine_iters, "box_vote_iou": self.box_vote_iou,
+                "box_score_thresh": heads.score_thresh, "box_nms_thresh": heads.nms_thresh,
+                "box_detections_per_img": heads.detections_per_img}
+
+    def _refinement(self, box_refine_iters: int, box_vote_iou: float | None) -> tuple[int, float | None]:
+        if box_refine_iters < 0 or (box_refine_iters and not self.bbox_reg):
+            raise SettingError("box_refine_iters", box_refine_iters, "a count >= 0, and 0 without bbox_reg (a region "
+                               "head that does not regress never moves a box)")
+        if box_vote_iou is not None and not 0.0 < box_vote_iou <= 1.0:
+            raise SettingError("box_vote_iou", box_vote_iou, "an IoU in (0, 1], or null for no voting")
+        return box_refine_iters, box_vote_iou
+
+    @property
+    def _test_time_steps(self) -> bool:
+        """Whether detection goes through :mod:`detector.refine` (refinement or voting)."""
+        return bool(self.box_refine_iters) or self.box_vote_iou is not None
 
     def _forward_regions(self, images, targets, proposals):
         """GeneralizedRCNN's forward with the regions made explicit: given ones (joined with the
@@ -196,7 +222,7 @@ class GoogLeNetFasterRCNN(FasterRCNN):
             boxes = [torch.cat([b, r]) for b, r in zip(boxes, rpn_boxes)] if external else rpn_boxes
         if self.training:
             return {**losses, **self.roi_heads(features, boxes, batch.image_sizes, targets)[1]}
-        if self.box_refine_iters:
+        if self._test_time_steps:
             detections = detect_regions(self, lambda r: head_outputs(self, features, r, batch.image_sizes), boxes,
                                         batch.image_sizes)
         else:
@@ -296,7 +322,8 @@ def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = 
                           image_std: list[float] | None = None, proposals: ProposalSource = "rpn",
                           anchor_sizes: list[list[int]] | None = None, representation_size: int = 1024,
                           fpn_channels: int = 256, roi_sampling_ratio: int | None = None,
-                          box_refine_iters: int = 0) -> GoogLeNetFasterRCNN:
+                          box_refine_iters: int = 0, box_vote_iou: float | None = None, box_loss: BoxLoss = "smooth_l1",
+                          gt_jitter: int = 0) -> GoogLeNetFasterRCNN:
     """Faster R-CNN with a GoogLeNet backbone.
 
     Args:
@@ -317,6 +344,10 @@ def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = 
             per bin side (0: adaptive; None: C4 0, FPN 2).
         box_refine_iters: test-time passes of the region head over its own regressed boxes
             (:mod:`detector.refine`); needs ``bbox_reg``.
+        box_vote_iou: test-time box voting over the candidates that overlap each kept box by this
+            IoU (:func:`detector.refine.vote_xyxy`); None: none.
+        box_loss, gt_jitter: the region head's box loss (``"smooth_l1"``, ``"giou"``) and moved copies of
+            each object's box among its training regions (:class:`detector.heads.RegionHeads`).
         The rest are torchvision's ``FasterRCNN`` settings of the same names.
     """
     _check_choices(num_classes, head, proposals)
@@ -338,7 +369,15 @@ def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = 
         rpn_pre_nms_top_n_test=rpn_pre_nms_top_n_test, rpn_post_nms_top_n_test=rpn_post_nms_top_n_test,
         rpn_batch_size_per_image=rpn_batch_size_per_image, box_batch_size_per_image=box_batch_size_per_image,
         box_positive_fraction=box_positive_fraction, box_score_thresh=box_score_thresh, box_nms_thresh=box_nms_thresh,
-        box_detections_per_img=box_detections_per_img, proposal_source=proposals, box_refine_iters=box_refine_iters)
+        box_detections_per_img=box_detections_per_img, proposal_source=proposals, box_refine_iters=box_refine_iters,
+        box_vote_iou=box_vote_iou)
+    if box_loss not in ("smooth_l1", "giou"):
+        raise SettingError("box_loss", box_loss, "smooth_l1 or giou")
+    if gt_jitter < 0:
+        raise SettingError("gt_jitter", gt_jitter, "a count >= 0")
+    model.roi_heads = RegionHeads(roi, box_head, predictor, 0.5, 0.5, box_batch_size_per_image, box_positive_fraction,
+                                  None, box_score_thresh, box_nms_thresh, box_detections_per_img, box_loss=box_loss,
+                                  gt_jitter=gt_jitter)  # FasterRCNN's own RoIHeads, with the two training options
     # the contract, checked here rather than discovered as a shape error mid-training (one size list
     # per feature map: anchor_generator)
     if model.rpn is not None and model.rpn.head.cls_logits.out_channels != anchors.num_anchors_per_location()[0]:

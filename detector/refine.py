@@ -42,12 +42,45 @@ def head_outputs(model: GoogLeNetFasterRCNN, features: dict, boxes: list[Tensor]
 
 def detections(model: GoogLeNetFasterRCNN, probs: Tensor, deltas: Tensor, boxes: list[Tensor],
                image_sizes) -> list[dict]:
-    """torchvision's decoding, score threshold and per-class NMS of scored regions: per image
-    ``{"boxes" [K, 4], "scores" [K], "labels" [K]}``."""
-    # torchvision's postprocess applies a softmax: log-probabilities give the probabilities back
-    det_boxes, scores, labels = model.roi_heads.postprocess_detections(probs.clamp_min(1e-30).log(), deltas, boxes,
-                                                                       image_sizes)
-    return [{"boxes": b, "scores": s, "labels": lab} for b, s, lab in zip(det_boxes, scores, labels)]
+    """torchvision's decoding, score threshold and per-class NMS of scored regions, then box voting
+    where ``model.box_vote_iou`` is set: per image ``{"boxes" [K, 4], "scores" [K], "labels" [K]}``."""
+    heads = model.roi_heads
+    vote_iou = getattr(model, "box_vote_iou", None)
+    if vote_iou is None:
+        # torchvision's postprocess applies a softmax: log-probabilities give the probabilities back
+        det_boxes, scores, labels = heads.postprocess_detections(probs.clamp_min(1e-30).log(), deltas, boxes,
+                                                                 image_sizes)
+        return [{"boxes": b, "scores": s, "labels": lab} for b, s, lab in zip(det_boxes, scores, labels)]
+    out = []
+    decoded = heads.box_coder.decode(deltas, boxes)  # [R, C+1, 4]
+    for b, p, size in zip(decoded.split([len(r) for r in boxes]), probs.split([len(r) for r in boxes]), image_sizes):
+        cand_boxes, cand_scores, cand_labels = candidates_xyxy(b, p, size, heads.score_thresh)
+        keep = box_ops.batched_nms(cand_boxes, cand_scores, cand_labels, heads.nms_thresh)[:heads.detections_per_img]
+        voted = vote_xyxy(cand_boxes[keep], cand_labels[keep], cand_boxes, cand_scores, cand_labels, vote_iou)
+        out.append({"boxes": voted, "scores": cand_scores[keep], "labels": cand_labels[keep]})
+    return out
+
+
+def candidates_xyxy(boxes: Tensor, probs: Tensor, image_size, score_thresh: float) -> tuple[Tensor, Tensor, Tensor]:
+    """One image's decoded boxes [R, C+1, 4] and probabilities [R, C+1] -> the (box [M, 4], score
+    [M], label [M]) of every region and object class above ``score_thresh``, clipped, tiny boxes
+    dropped: torchvision's ``postprocess_detections`` before its NMS."""
+    boxes = box_ops.clip_boxes_to_image(boxes, image_size)[:, 1:].reshape(-1, 4)  # [R*C, 4]
+    labels = torch.arange(1, probs.shape[1], device=probs.device).repeat(probs.shape[0])  # [R*C]
+    scores = probs[:, 1:].reshape(-1)  # [R*C]
+    keep = torch.where(scores > score_thresh)[0]
+    keep = keep[box_ops.remove_small_boxes(boxes[keep], 1e-2)]
+    return boxes[keep], scores[keep], labels[keep]
+
+
+def vote_xyxy(kept: Tensor, kept_labels: Tensor, boxes: Tensor, scores: Tensor, labels: Tensor,
+              iou: float) -> Tensor:
+    """Box voting (Gidaris & Komodakis, ICCV 2015, sec. 5; Girshick's bbox voting): each box kept
+    by NMS [K, 4] becomes the score-weighted mean of the candidates [M, 4] of its class that
+    overlap it by at least ``iou``, itself included: [K, 4]."""
+    weight = (box_ops.box_iou(kept, boxes) >= iou) & (kept_labels[:, None] == labels[None])  # [K, M]
+    weight = weight * scores[None]  # [K, M]
+    return (weight @ boxes) / weight.sum(1, keepdim=True).clamp_min(1e-12)
 
 
 def regressed_at_best_class(probs: Tensor, deltas: Tensor, boxes: list[Tensor], box_coder,

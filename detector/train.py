@@ -5,8 +5,10 @@ SGD + warm-up and step schedule -> (resume) -> epochs of ``train_one_epoch`` and
 
 from __future__ import annotations
 
+import functools
 import os
 import time
+from collections.abc import Callable
 
 from torch import nn
 from torch.utils.data import DataLoader
@@ -25,14 +27,16 @@ from .config import RUNTIME_KEYS, DetConfig, build_model, build_optimizer, build
 from .data.build import build_detection_data
 from .data.dataset import GroupedBatchSampler, collate, shape_batches
 from .engine import train_one_epoch
-from .evaluation import evaluate_ilsvrc, evaluate_voc
+from .eval_map.ground_truth import result_ids
+from .evaluation import evaluate_coco, evaluate_ilsvrc, evaluate_voc
 from .final import FINAL_NAME, read_final, save_final
 from .inference.predict import Predictor, predict
 
 
 def score(cfg: DetConfig, model: nn.Module, val_ds, val_index, device, autocast, stage: str = "evaluation") -> dict:
-    """mAP (``cfg.eval_metric``) on the validation split: ``{"map", "ap" [C]}``; the images it
-    could not read are listed under ``stage`` in the work dir's ``data_report/``."""
+    """mAP (``cfg.eval_metric``) on the validation split: ``{"map", "ap" [C]}`` (coco: ``{"map": AP,
+    "coco": its twelve figures}``); the images it could not read are listed under ``stage`` in the
+    work dir's ``data_report/``."""
     batches = shape_batches(val_index.records, cfg.data.test_scale, cfg.data.max_size, cfg.batch_size)
     loader = DataLoader(val_ds, batch_sampler=batches, num_workers=cfg.data.workers, collate_fn=collate,
                         pin_memory=device.type == "cuda")
@@ -41,6 +45,10 @@ def score(cfg: DetConfig, model: nn.Module, val_ds, val_index, device, autocast,
                       progress=cfg.progress)
     publish(skipped, stage.replace("_", " "), report_path(cfg.out_dir, stage), log)
     n = len(val_index.classes)
+    if cfg.eval_metric == "coco":
+        stats = evaluate_coco(val_index.records, dets, result_ids(val_index), list(val_index.class_names),
+                              coco_gt=getattr(val_index, "coco", None))
+        return {"map": stats["AP"], "coco": stats}
     res = (evaluate_ilsvrc(val_index.records, dets, n) if cfg.eval_metric == "ilsvrc"
            else evaluate_voc(val_index.records, dets, n))
     return {"map": res["map"], "ap": [None if a != a else round(float(a), 6) for a in res["ap"]]}
@@ -86,8 +94,11 @@ def read_data(cfg: DetConfig, seed: int, rank: int) -> tuple[tuple, tuple]:
     return train, val
 
 
-def run(cfg: DetConfig) -> dict:
-    """Train member ``cfg.model_index`` (or resume it; or return its metrics when it is done)."""
+def run(cfg: DetConfig, build: Callable[[int], nn.Module] | None = None) -> dict:
+    """Train member ``cfg.model_index`` (or resume it; or return its metrics when it is done).
+    ``build(num_classes)`` replaces the config's detector (``tools/benchmark.py realphotos`` trains
+    torchvision's through the same data, schedule and scoring); its ``model_final.pth`` then holds
+    weights that only ``build`` can load."""
     started = time.perf_counter()
     done = finished_metrics(cfg)
     if done is not None:
@@ -99,7 +110,7 @@ def run(cfg: DetConfig) -> dict:
     seed = cfg.member_seed
     (train_ds, index), (val_ds, val_index) = read_data(cfg, seed, rank)
     seed_everything(seed)
-    model = build_model(cfg.model, len(index.classes)).to(device)
+    model = (build or functools.partial(build_model, cfg.model))(len(index.classes)).to(device)
     o = cfg.optim
     base_lr = o.scaled_lr(cfg.batch_size)
     optimizer = build_optimizer(model, o, base_lr)
@@ -134,7 +145,7 @@ def run(cfg: DetConfig) -> dict:
         if rank != 0:  # one process scores; the others wait at the trainer's barrier
             return {}
         metrics = score(cfg, model, val_ds, val_index, device, autocast, stage=f"evaluation_{epoch:03d}")
-        log(f"epoch {epoch}: {cfg.eval_metric} mAP {100 * metrics['map']:.2f}")
+        log(f"epoch {epoch}: {cfg.metric_name} {100 * metrics['map']:.2f}")
         return metrics
 
     metrics = trainer.fit(train_epoch, evaluate_epoch)
@@ -168,6 +179,6 @@ def train_ensemble(config: str, overrides: list[str], members: int, parallel: in
         elif codes[job.label] != 0:
             lines.append(f"{job.label}: failed (exit {codes[job.label]}); its output above says why")
         else:
-            lines.append(f"{job.label}: {cfg.eval_metric} mAP {100 * finished_metrics(cfg)['map']:.2f} ({cfg.out_dir})")
+            lines.append(f"{job.label}: {cfg.metric_name} {100 * finished_metrics(cfg)['map']:.2f} ({cfg.out_dir})")
     failed = [c for c in codes.values() if c != 0]
     return (failed[0] if failed else 0), lines

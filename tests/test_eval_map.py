@@ -227,3 +227,21 @@ def test_boxed_objects_counts_what_a_person_sees_in_the_drawn_images():
     # (the class-1 box on a class-2 object still is: a wrong name)
     rec.ignore_classes = (2,)
     assert boxed_objects([rec], [dets], min_score=0.1) == {"objects": 1, "boxed": 1, "spurious": 2}
+
+
+def test_test_time_keys_named_on_the_command_line_replace_the_members_own(members, tmp_path):
+    base = [EVAL, *members.eval_args("--checkpoints", members.paths[0], "--metric", "ilsvrc", "--out", str(tmp_path))]
+    plain = report(run(base), str(tmp_path))["results"]["model_0"]["ilsvrc"]["map"]
+    plain_dets = per_image(tmp_path / "model_0")
+    voted_run = run(base + ["model.box_vote_iou=0.5"])
+    assert "cached detections" not in voted_run.stderr  # another setting, other detections
+    voted = report(voted_run, str(tmp_path))["results"]["model_0"]["ilsvrc"]["map"]
+    voted_dets = per_image(tmp_path / "model_0")
+    assert voted >= plain - 0.1
+    for (_, ps, pl), (_, vs, vl) in zip(plain_dets, voted_dets):
+        np.testing.assert_allclose(vs, ps, atol=1e-5)  # NMS keeps the same detections; voting moves them
+        assert (vl == pl).all()
+    assert any(len(p[0]) and np.abs(p[0] - v[0]).max() > 0.1 for p, v in zip(plain_dets, voted_dets))
+    bad = run(base + ["model.box_vote_iou=2"])
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "model.box_vote_iou=2" in bad.stderr.strip().splitlines()[-1]

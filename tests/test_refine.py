@@ -12,7 +12,7 @@ from core.config import ConfigError, load_config
 from detector.config import DetConfig, build_model
 from detector.ensemble import check_compatible, detect_shared
 from detector.model import googlenet_faster_rcnn
-from detector.refine import refine_regions
+from detector.refine import refine_regions, vote_xyxy
 
 SMALL = dict(rpn_pre_nms_top_n_test=100, rpn_post_nms_top_n_test=20, box_score_thresh=0.0)
 CODER = BoxCoder((10.0, 10.0, 5.0, 5.0))  # torchvision's region-head weights
@@ -97,3 +97,31 @@ def test_the_config_refuses_refinement_without_box_regression():
     cfg = load_config(DetConfig, None, ["model.bbox_reg=false", "model.box_refine_iters=2"])
     with pytest.raises(ConfigError, match="model.box_refine_iters=2"):
         build_model(cfg.model, 3)
+
+
+def test_voting_averages_the_candidates_of_the_class_that_overlap_enough_weighted_by_score():
+    kept, kept_labels = torch.tensor([[0.0, 0.0, 10.0, 10.0]]), torch.tensor([1])
+    cands = torch.tensor([[0.0, 0.0, 10.0, 10.0],  # the kept box itself
+                          [2.0, 0.0, 12.0, 10.0],  # IoU 8/12 = 0.67 with it
+                          [0.0, 0.0, 10.0, 11.0],  # another class: never
+                          [40.0, 40.0, 50.0, 50.0]])  # far away
+    scores, labels = torch.tensor([0.9, 0.3, 0.99, 0.99]), torch.tensor([1, 1, 2, 1])
+    voted = vote_xyxy(kept, kept_labels, cands, scores, labels, iou=0.6)
+    torch.testing.assert_close(voted, torch.tensor([[0.5, 0.0, 10.5, 10.0]]))  # (0.9 * box 0 + 0.3 * box 1) / 1.2
+    torch.testing.assert_close(vote_xyxy(kept, kept_labels, cands, scores, labels, iou=0.7), kept)
+
+
+def test_voting_moves_boxes_only_and_is_a_test_time_setting(refining_model):
+    with torch.no_grad():
+        plain = refining_model(images())
+        refining_model.set_test_time(**{**refining_model.test_time(), "box_vote_iou": 0.6})
+        voted = refining_model(images())
+        refining_model.set_test_time(**{**refining_model.test_time(), "box_vote_iou": None})
+    moved = 0
+    for p, v in zip(plain, voted):
+        torch.testing.assert_close(v["scores"], p["scores"])  # NMS keeps what it kept; voting moves it
+        assert torch.equal(v["labels"], p["labels"])
+        moved += int((v["boxes"] - p["boxes"]).abs().amax(1).gt(0.5).sum())
+    assert moved > 0
+    with pytest.raises(ValueError, match="box_vote_iou=1.5"):
+        refining_model.set_test_time(**{**refining_model.test_time(), "box_vote_iou": 1.5})

@@ -21,7 +21,7 @@ import argparse
 
 from core.cli import config_and_overrides, run_guarded
 from core.config import load_config
-from detector.config import DetConfig
+from detector.config import DetConfig, test_time_overrides
 from detector.eval_map import METRICS, EvalRequest, run
 from detector.evaluation.coco import COCO_BACKENDS
 from detector.inference import METHODS
@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         run(cfg, EvalRequest(checkpoints=a.checkpoints, ensemble=a.ensemble, method=a.method, metrics=metrics,
                              detections=a.detections, out=a.out, batch_size=a.batch_size, cache=not a.no_cache,
                              draw=a.draw, draw_score=a.draw_score, coco_backend=a.coco_backend, tta=a.tta,
-                             report=a.report, progress=cfg.progress))
+                             report=a.report, progress=cfg.progress,
+                             test_time=test_time_overrides(cfg.model, overrides)))
         return 0
 
     return run_guarded("eval_map", body)

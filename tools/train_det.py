@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(DetConfig, a.config, a.overrides)
         metrics = run(cfg)
         if is_main_process():
-            print(f"train_det: done; {os.path.join(cfg.out_dir, 'model_final.pth')}; {cfg.eval_metric} mAP "
+            print(f"train_det: done; {os.path.join(cfg.out_dir, 'model_final.pth')}; {cfg.metric_name} "
                   f"{100 * metrics['map']:.2f}")
         return 0
 

@@ -18,9 +18,11 @@ from ..evaluation import ImageDetections
 DETECTIONS_VERSION = 3
 
 
-def cache_key(cfg: DetConfig, checkpoints: list[str], method: str | None, precision: str) -> str:
+def cache_key(cfg: DetConfig, checkpoints: list[str], method: str | None, precision: str,
+              test_time: dict | None = None) -> str:
     """What a set of detections depends on: the checkpoints (path, size, mtime), the data (and where
-    it was decoded), the scale and the precision it ran in (fp32, bf16, fp16). Not the batch size:
+    it was decoded), the scale, the precision it ran in (fp32, bf16, fp16) and the test-time model
+    settings given on the command line (``EvalRequest.test_time``). Not the batch size:
     batches hold images of one padded shape (``shape_batches``), so they compute what batch size 1
     does."""
     parts = [_stat(p) for p in checkpoints]
@@ -29,8 +31,9 @@ def cache_key(cfg: DetConfig, checkpoints: list[str], method: str | None, precis
     if cfg.model.proposals != "rpn" and d.proposals:  # the regions scored
         external = [cfg.model.proposals, _stat(d.proposals.format(split=d.val_split)), d.max_proposals]
     decode = ["decode=device"] if d.decode == "device" else []  # another resize's pixels; keys of cpu unchanged
+    given = [sorted(test_time.items())] if test_time else []  # none given: the keys as they were
     blob = json.dumps([DETECTIONS_VERSION, parts, method, d.format, os.path.abspath(d.root), d.val_split,
-                       d.test_scale, d.max_size, precision] + ([external] if external else []) + decode)
+                       d.test_scale, d.max_size, precision] + ([external] if external else []) + decode + given)
     return hashlib.sha1(blob.encode()).hexdigest()
 
 

@@ -51,14 +51,23 @@ def loader(cfg: DetConfig, gt: GroundTruth, batch_size: int, device: torch.devic
                       pin_memory=device.type == "cuda")
 
 
-def member(path: str, cfg: DetConfig, device: torch.device):
-    """A trained member on ``device``; one that takes its regions from elsewhere than the config
-    says (``model.proposals``) is an error naming both: the split was read with or without them."""
+def member(path: str, cfg: DetConfig, device: torch.device, test_time: dict | None = None):
+    """A trained member on ``device``, its test-time settings replaced by ``test_time``
+    (:data:`detector.config.TEST_TIME_KEYS` -> value) where given; one that takes its regions from
+    elsewhere than the config says (``model.proposals``) is an error naming both: the split was read
+    with or without them."""
     model = load_final(path)[0]
     if model.proposal_source != cfg.model.proposals:
         raise ConfigError(f"{path}: trained with model.proposals={model.proposal_source}, the config says "
                           f"{cfg.model.proposals}: evaluate it with the config it was trained with (or set "
                           f"model.proposals={model.proposal_source} and data.proposals)")
+    if test_time:
+        from ..model import SettingError
+
+        try:  # the keys not given stay the member's own
+            model.set_test_time(**{k: test_time.get(k, own) for k, own in model.test_time().items()})
+        except SettingError as e:
+            raise ConfigError(f"model.{e}") from None
     return model.to(device)
 
 
@@ -77,9 +86,9 @@ def detections(cfg: DetConfig, req: EvalRequest, plan: Plan, gt: GroundTruth, ou
     A member scored inside the ``shared`` ensemble's pass has NaN seconds (its time is the
     ensemble's). Rank 0 caches what it computed."""
     precision = amp_name(device, cfg.amp)
-    keys = {s: cache_key(cfg, [p], None, precision) for s, p in zip(plan.names, plan.paths)}
+    keys = {s: cache_key(cfg, [p], None, precision, req.test_time) for s, p in zip(plan.names, plan.paths)}
     if plan.ensemble:
-        keys[plan.ensemble] = cache_key(cfg, plan.paths, req.method, precision)
+        keys[plan.ensemble] = cache_key(cfg, plan.paths, req.method, precision, req.test_time)
     dets, seconds = cached(keys, out, len(gt.records)) if req.cache else ({}, {})
     fresh = [s for s in keys if s not in dets]
     skipped = DataReport()
@@ -88,7 +97,7 @@ def detections(cfg: DetConfig, req: EvalRequest, plan: Plan, gt: GroundTruth, ou
     progress = req.progress and rank == 0
     todo = [k for k, s in enumerate(plan.names) if s not in dets]
     if plan.ensemble in fresh and req.method == "shared":  # one pass: the ensemble and the members not cached
-        predictor = Predictor([member(p, cfg, device) for p in plan.paths], "shared", autocast=autocast)
+        predictor = Predictor([member(p, cfg, device, req.test_time) for p in plan.paths], "shared", autocast=autocast)
         tic = time.perf_counter()
         ens, own = predict(predictor, images, device, len(gt.records), with_members=bool(todo), progress=progress,
                            desc=f"ensemble of {len(plan.paths)}")
@@ -97,7 +106,7 @@ def detections(cfg: DetConfig, req: EvalRequest, plan: Plan, gt: GroundTruth, ou
             dets[plan.names[k]], seconds[plan.names[k]] = gather(own[k], world), float("nan")
         todo, images = [], first.loader
     for k in todo:
-        predictor = Predictor([member(plan.paths[k], cfg, device)], autocast=autocast)
+        predictor = Predictor([member(plan.paths[k], cfg, device, req.test_time)], autocast=autocast)
         tic = time.perf_counter()
         d, _ = predict(predictor, images, device, len(gt.records), progress=progress)
         dets[plan.names[k]], seconds[plan.names[k]] = gather(d, world), time.perf_counter() - tic
@@ -113,14 +122,14 @@ def detections(cfg: DetConfig, req: EvalRequest, plan: Plan, gt: GroundTruth, ou
     if req.tta:  # each member again, over the test-time views
         for name, path in zip(plan.names, plan.paths):
             s, tta = f"{name}_tta", f"tta {views(cfg.data.test_scale, cfg.data.tta_scales)}"
-            keys[s] = cache_key(cfg, [path], tta, precision)
+            keys[s] = cache_key(cfg, [path], tta, precision, req.test_time)
             found = cached({s: keys[s]}, out, len(gt.records)) if req.cache else ({}, {})
             if found[0]:
                 dets[s], seconds[s] = found[0][s], found[1][s]
                 continue
             fresh.append(s)
             tic = time.perf_counter()
-            predictor = Predictor([member(path, cfg, device)], autocast=autocast)
+            predictor = Predictor([member(path, cfg, device, req.test_time)], autocast=autocast)
             dets[s] = predict_views(predictor, cfg, req, gt, device, rank, world, progress)
             seconds[s] = time.perf_counter() - tic
     if rank == 0:

@@ -25,6 +25,12 @@ class GroundTruth:
     report: DataReport  # what reading the annotations skipped or fixed
 
 
+def result_ids(index) -> list[int]:
+    """Label k's id in results files: its DET ID (ILSVRC), category id (COCO) or k (VOC)."""
+    return list(getattr(index, "det_ids", None) or getattr(index, "category_ids", None)
+                or range(1, len(index.classes) + 1))
+
+
 def ground_truth(cfg: DetConfig, with_proposals: bool = False, with_dataset: bool = True) -> GroundTruth:
     """The split ``cfg.data.val_split``; ``with_proposals``: its samples carry the external
     proposals (``data.proposals``) that the members score; without ``with_dataset`` (scoring a
@@ -38,8 +44,6 @@ def ground_truth(cfg: DetConfig, with_proposals: bool = False, with_dataset: boo
     for pos, r in enumerate(index.records):  # ILSVRC lines need an image index; VOC/COCO: the position
         if r.index < 0:
             r.index = pos + 1
-    ids = (getattr(index, "det_ids", None) or getattr(index, "category_ids", None)
-           or list(range(1, len(index.classes) + 1)))
-    return GroundTruth(ds, index.records, list(index.classes), list(index.class_names), list(ids),
+    return GroundTruth(ds, index.records, list(index.classes), list(index.class_names), result_ids(index),
                        getattr(index, "coco", None), f"{cfg.data.format} {cfg.data.root} [{cfg.data.val_split}]",
                        cfg.data.val_split, index.report)

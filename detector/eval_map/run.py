@@ -7,6 +7,7 @@ models are run (through :mod:`detector.inference`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -38,6 +39,9 @@ class EvalRequest:
     tta: bool = False  # each member also over the test-time views (result sets model_<k>_tta)
     report: bool = False  # also report.html (html.py) and the pictures under ultralytics' names
     progress: bool = True
+    # model keys named on the command line that act at test time (detector.config.TEST_TIME_KEYS):
+    # they replace the members' own
+    test_time: dict = dataclasses.field(default_factory=dict)
 
 
 def members(cfg: DetConfig, req: EvalRequest) -> tuple[list[str], list[str]]:

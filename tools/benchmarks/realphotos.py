@@ -1,0 +1,145 @@
+"""``realphotos``: detectors trained from scratch on the same real photos, side by side.
+
+Ours (``configs/scratch_det.yaml``, the FPN and the C4 head) and torchvision's
+``fasterrcnn_resnet50_fpn`` and ``fasterrcnn_mobilenet_v3_large_fpn`` (random weights, every layer
+and BatchNorm trained) go through one pipeline, ``detector.train.run``: the same photos, data
+order, augmentation and input sizes (the config's; torchvision's own resize is replaced by the
+pipeline's, as ours is), the same epochs and batch, scored by COCO AP on the val split. Each peer
+trains twice, with torchvision's detection-reference recipe (SGD, momentum 0.9, 0.02 for 16 images
+scaled to the batch, no clipping) and with ours (the config's AdamW, clipping and schedule), and its
+better run counts. Ours keeps its test-time box refinement and voting (the config's); the peers
+detect as torchvision's models do. The data and budget are the config's and the command line's
+``key=value`` overrides (``epochs=18 optim.milestones=[15]``, ``data.root=...``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import tempfile
+
+from torch import nn
+from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_fpn, fasterrcnn_resnet50_fpn
+
+from core.atomic import write_json_atomic
+from core.config import load_config
+from detector.config import DetConfig
+from detector.model import NoResizeTransform
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONFIG = os.path.join(ROOT, "configs", "scratch_det.yaml")
+# torchvision's references/detection recipe, at the config's batch through lr_reference_batch
+SGD = ["optim.name=sgd", "optim.lr=0.02", "optim.lr_reference_batch=16", "optim.momentum=0.9", "optim.grad_clip=null"]
+PEERS = {"torchvision fasterrcnn_resnet50_fpn": fasterrcnn_resnet50_fpn,
+         "torchvision fasterrcnn_mobilenet_v3_large_fpn": fasterrcnn_mobilenet_v3_large_fpn}
+OURS = {"ours fpn (scratch_det.yaml)": ["model.head=fpn"],
+        "ours c4 (scratch_det.yaml, model.head=c4)": ["model.head=c4"]}
+
+
+class TorchvisionPeer(nn.Module):
+    """A torchvision detector as ``detector.train`` and ``Predictor`` call one: ``(images, targets,
+    proposals)`` (proposals unused: it makes its own), ``proposal_source``, and a ``backbone_layout``
+    that names the builder (its ``model_final.pth`` is for this benchmark: ``load_final`` cannot
+    rebuild it)."""
+
+    proposal_source = "rpn"
+
+    def __init__(self, net: nn.Module, builder: str) -> None:
+        super().__init__()
+        self.net = net
+        self.backbone_layout = {"torchvision": builder}
+
+    def forward(self, images, targets=None, proposals=None):
+        return self.net(images, targets)
+
+
+def peer_builder(build) -> callable:
+    def make(num_classes: int) -> nn.Module:
+        net = build(weights=None, weights_backbone=None, num_classes=num_classes + 1)  # no download, all trained
+        t = net.transform  # the pipeline has resized each image once already, as for ours
+        net.transform = NoResizeTransform(min_size=1, max_size=1 << 30, image_mean=t.image_mean, image_std=t.image_std)
+        return TorchvisionPeer(net, build.__name__)
+
+    return make
+
+
+def add_parser(sub) -> None:
+    c = sub.add_parser("realphotos", help="ours and torchvision's detectors from scratch on real photos, one budget")
+    c.add_argument("overrides", nargs="*", help="key=value for configs/scratch_det.yaml (data, epochs, batch_size)")
+    c.add_argument("--models", nargs="+", choices=("ours-fpn", "ours-c4", "r50-fpn", "mnv3-fpn"),
+                   default=["ours-fpn", "ours-c4", "r50-fpn", "mnv3-fpn"])
+    c.add_argument("--work", help="folder for the runs (default: a temporary one); a finished run there is reused")
+    c.add_argument("--json", help="write the rows to this file")
+    for name in ("batch", "size", "repeats", "warmup"):  # the shared checks read these
+        c.set_defaults(**{name: 1 if name != "size" else 320})
+    c.set_defaults(run=run, device="auto", allocator="tuned")
+
+
+def runs(chosen: list[str]) -> list[tuple[str, str, list[str], object]]:
+    """``(model, recipe, overrides, builder or None)`` for each run, in the order they train."""
+    keys = dict(zip(("ours-fpn", "ours-c4"), OURS)) | dict(zip(("r50-fpn", "mnv3-fpn"), PEERS))
+    out = []
+    for key in chosen:
+        name = keys[key]
+        if name in OURS:
+            out.append((name, "ours", OURS[name], None))
+        else:
+            out += [(name, "sgd", SGD, peer_builder(PEERS[name])), (name, "ours", [], peer_builder(PEERS[name]))]
+    return out
+
+
+def train_one(name: str, recipe: str, overrides: list[str], build, work: str) -> dict:
+    from detector import train
+
+    tag = name.split()[1].split("(")[0].replace("fasterrcnn_", "") + f"_{recipe}"
+    cfg = load_config(DetConfig, CONFIG, [*overrides, f"work_dir={work}", f"name={tag}", "eval_metric=coco",
+                                          "progress=false"])
+    cfg = dataclasses.replace(cfg, eval_every=cfg.epochs)  # scored once, at the end
+    try:
+        metrics = train.run(cfg, build)
+    except Exception as e:  # noqa: BLE001 - a recipe that diverges is a row, not the end of the benchmark
+        return {"model": name, "recipe": recipe, "error": str(e).splitlines()[0][:120]}
+    with open(os.path.join(cfg.out_dir, "log.jsonl")) as f:
+        steps = [r for r in map(json.loads, filter(str.strip, f)) if r.get("kind") == "train"]
+    # the training steps alone: from the first step's end to the last's
+    per_step = (steps[-1]["time"] - steps[0]["time"]) / max(len(steps) - 1, 1)
+    coco, wall = metrics["coco"], metrics["wall_seconds"]
+    return {"model": name, "recipe": recipe, "AP": coco["AP"], "AP50": coco["AP50"], "AP75": coco["AP75"],
+            "steps": steps[-1]["global_step"], "s_per_step": per_step, "wall_min": wall / 60,
+            "epochs": cfg.epochs, "batch": cfg.batch_size, "data": f"{cfg.data.root} {cfg.data.train_split}"}
+
+
+def run(args: argparse.Namespace) -> int:
+    work = args.work or tempfile.mkdtemp(prefix="realphotos_")
+    rows = []
+    for name, recipe, extra, build in runs(args.models):
+        rows.append(train_one(name, recipe, [*args.overrides, *extra], build, work))
+        print(f"  trained {name}, {recipe} recipe: {rows[-1]}", flush=True)
+    print_table(rows)
+    if args.json:
+        write_json_atomic(args.json, rows)
+    return 0
+
+
+def print_table(rows: list[dict]) -> None:
+    ok = [r for r in rows if "error" not in r]
+    best = {}
+    for r in ok:  # each model's better recipe, by AP
+        if r["model"] not in best or r["AP"] > best[r["model"]]["AP"]:
+            best[r["model"]] = r
+    if ok:
+        r = ok[0]
+        print(f"from scratch on {r['data']}: {r['epochs']} epochs of batch {r['batch']}; COCO AP on val; "
+              "s/step: training steps alone; wall: training and scoring; * the model's better recipe")
+    head = f"{'model':<48} {'recipe':<6} {'AP':>5} {'AP50':>5} {'AP75':>5} {'s/step':>6} {'wall min':>8}"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        if "error" in r:
+            print(f"{r['model']:<48} {r['recipe']:<6} failed: {r['error']}")
+            continue
+        mark = "*" if best.get(r["model"]) is r and sum(x["model"] == r["model"] for x in ok) > 1 else ""
+        print(f"{r['model']:<48} {r['recipe'] + mark:<6} {100 * r['AP']:>5.1f} {100 * r['AP50']:>5.1f} "
+              f"{100 * r['AP75']:>5.1f} {r['s_per_step']:>6.2f} {r['wall_min']:>8.1f}")
