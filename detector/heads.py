@@ -38,6 +38,15 @@ class RegionHeads(RoIHeads):
             raise ValueError(f"gt_jitter={gt_jitter}: a count >= 0")
         self.box_loss, self.gt_jitter = box_loss, gt_jitter
 
+    @classmethod
+    def like(cls, heads: RoIHeads, box_loss: BoxLoss = "smooth_l1", gt_jitter: int = 0) -> RegionHeads:
+        """``heads`` (torchvision's box branch: the same modules and settings) with the two options."""
+        matcher, sampler = heads.proposal_matcher, heads.fg_bg_sampler
+        return cls(heads.box_roi_pool, heads.box_head, heads.box_predictor, matcher.high_threshold,
+                   matcher.low_threshold, sampler.batch_size_per_image, sampler.positive_fraction,
+                   heads.box_coder.weights, heads.score_thresh, heads.nms_thresh, heads.detections_per_img,
+                   box_loss=box_loss, gt_jitter=gt_jitter)
+
     def add_gt_proposals(self, proposals: list[Tensor], gt_boxes: list[Tensor]) -> list[Tensor]:
         """The regions, each image's objects, and ``gt_jitter`` moved copies of them."""
         return [torch.cat([p, gt, *jittered_xyxy(gt, self.gt_jitter)]) for p, gt in zip(proposals, gt_boxes)]

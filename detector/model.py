@@ -151,8 +151,10 @@ class GoogLeNetFasterRCNN(FasterRCNN):
 
     def __init__(self, backbone: nn.Module, *, head_kind: Head, bbox_reg: bool, backbone_layout: dict,
                  image_mean: list[float], image_std: list[float], proposal_source: ProposalSource = "rpn",
-                 box_refine_iters: int = 0, box_vote_iou: float | None = None, **faster_rcnn_args) -> None:
+                 box_refine_iters: int = 0, box_vote_iou: float | None = None, box_loss: BoxLoss = "smooth_l1",
+                 gt_jitter: int = 0, **faster_rcnn_args) -> None:
         super().__init__(backbone, image_mean=image_mean, image_std=image_std, **faster_rcnn_args)
+        self.roi_heads = RegionHeads.like(self.roi_heads, box_loss=box_loss, gt_jitter=gt_jitter)  # detector.heads
         self.transform = NoResizeTransform(min_size=1, max_size=1 << 30, image_mean=image_mean, image_std=image_std)
         self.head_kind, self.bbox_reg = head_kind, bbox_reg
         self.backbone_layout = backbone_layout
@@ -302,10 +304,13 @@ def _region_parts(net: GoogLeNet, head: Head, representation_size: int = 1024, f
             representation_size)
 
 
-def _check_choices(num_classes: int, head: str, proposals: str) -> None:
-    for name, value, allowed in (("head", head, ("c4", "fpn")), ("proposals", proposals, ("rpn", "external", "both"))):
+def _check_choices(num_classes: int, head: str, proposals: str, box_loss: str, gt_jitter: int) -> None:
+    for name, value, allowed in (("head", head, ("c4", "fpn")), ("proposals", proposals, ("rpn", "external", "both")),
+                                 ("box_loss", box_loss, ("smooth_l1", "giou"))):
         if value not in allowed:
             raise SettingError(name, value, f"must be {' or '.join(map(repr, allowed))}")
+    if gt_jitter < 0:
+        raise SettingError("gt_jitter", gt_jitter, "a count >= 0")
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
 
@@ -328,33 +333,28 @@ def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = 
 
     Args:
         num_classes: object classes, background excluded (the model predicts ``num_classes + 1``).
-        head: ``"c4"`` (the entry's Inception region classifier) or ``"fpn"``.
-        bbox_reg: box regression in the region head (the 2014 entry had none: ``False``).
+        head: ``"c4"`` (the entry's Inception region head) or ``"fpn"``; bbox_reg: regress boxes (2014: no).
         weights: ``backbone.pth`` from ``tools/pretrain_backbone.py`` (its metadata sets the layout
             and the input normalisation), or torchvision's ``googlenet-1378be20.pth``; None starts
             from scratch (``variant``, ``norm``, ``transform_input``, ``image_mean``/``std``).
-        trainable_from: first trainable layer (``"conv2"`` freezes conv1 as is usual); None trains all.
-        freeze_bn: keep BatchNorm statistics and parameters fixed (BN layouts).
+        trainable_from: the first trainable layer (None: all); freeze_bn: BatchNorm kept fixed (BN layouts).
         proposals: ``"rpn"``, ``"external"`` (the caller passes each image's regions; no RPN is
             built) or ``"both"`` (the given regions joined with the RPN's ``post_nms_top_n``).
         anchor_sizes: the RPN's anchor sizes in pixels, one list per feature map (C4: one map;
             FPN: four levels, strides 8..64); None: :func:`anchor_sizes_for`.
-        representation_size: the FPN head's MLP width (torchvision's 1024); C4's is GoogLeNet's 1024.
-        fpn_channels, roi_sampling_ratio: the pyramid's width (torchvision's 256); RoIAlign's points
-            per bin side (0: adaptive; None: C4 0, FPN 2).
-        box_refine_iters: test-time passes of the region head over its own regressed boxes
-            (:mod:`detector.refine`); needs ``bbox_reg``.
-        box_vote_iou: test-time box voting over the candidates that overlap each kept box by this
-            IoU (:func:`detector.refine.vote_xyxy`); None: none.
-        box_loss, gt_jitter: the region head's box loss (``"smooth_l1"``, ``"giou"``) and moved copies of
-            each object's box among its training regions (:class:`detector.heads.RegionHeads`).
+        representation_size, fpn_channels, roi_sampling_ratio: the FPN head's MLP width (C4's is 1024),
+            the pyramid's width (both torchvision's 1024, 256); RoIAlign's points a bin side (0: adaptive).
+        box_refine_iters, box_vote_iou: test time (:mod:`detector.refine`): passes of the region head over
+            its regressed boxes (needs ``bbox_reg``), and box voting at that IoU (None: no voting).
+        box_loss, gt_jitter: training (:class:`detector.heads.RegionHeads`): the region head's box loss
+            (``"smooth_l1"``, ``"giou"``), and moved copies of each object's box among its regions.
         The rest are torchvision's ``FasterRCNN`` settings of the same names.
     """
-    _check_choices(num_classes, head, proposals)
+    _check_choices(num_classes, head, proposals, box_loss, gt_jitter)
     net, meta = _backbone_net(weights, variant, norm, transform_input)
     freeze(net, trainable_from, freeze_bn)
-    mean = list(meta.get("input", {}).get("mean", image_mean or IMAGENET_MEAN))
-    std = list(meta.get("input", {}).get("std", image_std or IMAGENET_STD))
+    given = meta.get("input", {})  # an export's normalisation wins
+    mean, std = list(given.get("mean", image_mean or IMAGENET_MEAN)), list(given.get("std", image_std or IMAGENET_STD))
     body, strides, roi, box_head, rep = _region_parts(net, head, representation_size, fpn_channels,
                                                       roi_sampling_ratio)
     anchors = anchor_generator(head, strides, anchor_sizes)
@@ -370,16 +370,8 @@ def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = 
         rpn_batch_size_per_image=rpn_batch_size_per_image, box_batch_size_per_image=box_batch_size_per_image,
         box_positive_fraction=box_positive_fraction, box_score_thresh=box_score_thresh, box_nms_thresh=box_nms_thresh,
         box_detections_per_img=box_detections_per_img, proposal_source=proposals, box_refine_iters=box_refine_iters,
-        box_vote_iou=box_vote_iou)
-    if box_loss not in ("smooth_l1", "giou"):
-        raise SettingError("box_loss", box_loss, "smooth_l1 or giou")
-    if gt_jitter < 0:
-        raise SettingError("gt_jitter", gt_jitter, "a count >= 0")
-    model.roi_heads = RegionHeads(roi, box_head, predictor, 0.5, 0.5, box_batch_size_per_image, box_positive_fraction,
-                                  None, box_score_thresh, box_nms_thresh, box_detections_per_img, box_loss=box_loss,
-                                  gt_jitter=gt_jitter)  # FasterRCNN's own RoIHeads, with the two training options
-    # the contract, checked here rather than discovered as a shape error mid-training (one size list
-    # per feature map: anchor_generator)
+        box_vote_iou=box_vote_iou, box_loss=box_loss, gt_jitter=gt_jitter)
+    # the contract, checked here rather than as a shape error mid-training (a size list per feature map)
     if model.rpn is not None and model.rpn.head.cls_logits.out_channels != anchors.num_anchors_per_location()[0]:
         raise AssertionError("anchor generator does not match the backbone's feature maps")
     return model

@@ -95,10 +95,7 @@ def read_data(cfg: DetConfig, seed: int, rank: int) -> tuple[tuple, tuple]:
 
 
 def run(cfg: DetConfig, build: Callable[[int], nn.Module] | None = None) -> dict:
-    """Train member ``cfg.model_index`` (or resume it; or return its metrics when it is done).
-    ``build(num_classes)`` replaces the config's detector (``tools/benchmark.py realphotos`` trains
-    torchvision's through the same data, schedule and scoring); its ``model_final.pth`` then holds
-    weights that only ``build`` can load."""
+    """Train (resume, or find done) member ``cfg.model_index``; ``build(num_classes)``: another detector."""
     started = time.perf_counter()
     done = finished_metrics(cfg)
     if done is not None:
