@@ -18,7 +18,13 @@ from detector.data.toy import make_toy_ilsvrc
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 
-from benchmarks.realphotos import TorchvisionPeer, peer_builder, print_table  # noqa: E402
+from benchmarks.realphotos import (  # noqa: E402
+    DRAW_HEIGHT,
+    TorchvisionPeer,
+    detections_drawn,
+    peer_builder,
+    print_table,
+)
 
 
 def test_a_torchvision_peer_trains_on_the_pipelines_images_and_is_scored_by_coco_ap(tmp_path):
@@ -35,6 +41,8 @@ def test_a_torchvision_peer_trains_on_the_pipelines_images_and_is_scored_by_coco
     assert peer.net.roi_heads.box_predictor.cls_score.out_features == 3  # two classes and background
     batch, _ = peer.net.transform([torch.rand(3, 96, 130)])
     assert batch.image_sizes == [(96, 130)]  # the pipeline's resize stands: torchvision's own is off
+    drawn = detections_drawn(cfg, peer_builder(fasterrcnn_mobilenet_v3_large_fpn), 2)  # the saved weights, reloaded
+    assert len(drawn) == 2 and all(d.shape[0] == DRAW_HEIGHT and d.shape[2] == 3 for d in drawn)
 
 
 def test_the_table_marks_each_models_better_recipe_and_names_a_failed_run(capsys):

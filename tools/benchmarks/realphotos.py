@@ -20,10 +20,12 @@ import json
 import os
 import tempfile
 
+import cv2
+import numpy as np
 from torch import nn
 from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_fpn, fasterrcnn_resnet50_fpn
 
-from core.atomic import write_json_atomic
+from core.atomic import write_bytes_atomic, write_json_atomic
 from core.config import load_config
 from detector.config import DetConfig
 from detector.model import NoResizeTransform
@@ -34,6 +36,7 @@ CONFIG = os.path.join(ROOT, "configs", "scratch_det.yaml")
 SGD = ["optim.name=sgd", "optim.lr=0.02", "optim.lr_reference_batch=16", "optim.momentum=0.9", "optim.grad_clip=null"]
 PEERS = {"torchvision fasterrcnn_resnet50_fpn": fasterrcnn_resnet50_fpn,
          "torchvision fasterrcnn_mobilenet_v3_large_fpn": fasterrcnn_mobilenet_v3_large_fpn}
+DRAW_SCORE, DRAW_HEIGHT = 0.5, 240
 OURS = {"ours fpn (scratch_det.yaml)": ["model.head=fpn"],
         "ours c4 (scratch_det.yaml, model.head=c4)": ["model.head=c4"]}
 
@@ -72,6 +75,8 @@ def add_parser(sub) -> None:
                    default=["ours-fpn", "ours-c4", "r50-fpn", "mnv3-fpn"])
     c.add_argument("--work", help="folder for the runs (default: a temporary one); a finished run there is reused")
     c.add_argument("--json", help="write the rows to this file")
+    c.add_argument("--draw", type=int, default=4, metavar="N", help="draw each model's detections on N val photos")
+    c.add_argument("--picture", help="where --draw writes (default: realphotos.jpg in the work folder)")
     for name in ("batch", "size", "repeats", "warmup"):  # the shared checks read these
         c.set_defaults(**{name: 1 if name != "size" else 320})
     c.set_defaults(run=run, device="auto", allocator="tuned")
@@ -108,19 +113,67 @@ def train_one(name: str, recipe: str, overrides: list[str], build, work: str) ->
     coco, wall = metrics["coco"], metrics["wall_seconds"]
     return {"model": name, "recipe": recipe, "AP": coco["AP"], "AP50": coco["AP50"], "AP75": coco["AP75"],
             "steps": steps[-1]["global_step"], "s_per_step": per_step, "wall_min": wall / 60,
-            "epochs": cfg.epochs, "batch": cfg.batch_size, "data": f"{cfg.data.root} {cfg.data.train_split}"}
+            "epochs": cfg.epochs, "batch": cfg.batch_size, "data": f"{cfg.data.root} {cfg.data.train_split}",
+            "cfg": cfg}
 
 
 def run(args: argparse.Namespace) -> int:
     work = args.work or tempfile.mkdtemp(prefix="realphotos_")
-    rows = []
+    rows, drawn = [], {}
     for name, recipe, extra, build in runs(args.models):
         rows.append(train_one(name, recipe, [*args.overrides, *extra], build, work))
         print(f"  trained {name}, {recipe} recipe: {rows[-1]}", flush=True)
+        if args.draw and "error" not in rows[-1]:
+            drawn[f"{name}, {recipe}"] = detections_drawn(rows[-1]["cfg"], build, args.draw)
     print_table(rows)
     if args.json:
-        write_json_atomic(args.json, rows)
+        write_json_atomic(args.json, [{k: v for k, v in r.items() if k != "cfg"} for r in rows])
+    if drawn:
+        grid = np.concatenate([labelled(row, title) for title, row in drawn.items()])
+        args.picture = args.picture or os.path.join(work, "realphotos.jpg")
+        write_bytes_atomic(args.picture, cv2.imencode(".jpg", grid, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes())
+        print(f"detections (score >= {DRAW_SCORE}) on the first {args.draw} val photos: {args.picture}")
     return 0
+
+
+def detections_drawn(cfg: DetConfig, build, n: int) -> list[np.ndarray]:
+    """The trained model's detections (score >= :data:`DRAW_SCORE`) drawn on the first ``n``
+    val photos at the test scale, each ``DRAW_HEIGHT`` px high: BGR images."""
+    import torch
+
+    from core.data import read_image
+    from detector.data.build import build_detection_data
+    from detector.data.dataset import to_tensor
+    from detector.data.transforms import resize_image
+    from detector.final import FINAL_NAME, load_final
+    from detector.visualize import draw_boxes
+
+    path = os.path.join(cfg.out_dir, FINAL_NAME)
+    _, index = build_detection_data(cfg.data, train=False)
+    if build is None:
+        model = load_final(path)[0]
+    else:
+        model = build(len(index.classes))
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
+    model.eval()
+    out = []
+    for r in index.records[:n]:
+        image = resize_image(read_image(r.path), cfg.data.test_scale, cfg.data.max_size)
+        with torch.inference_mode():
+            det = model([to_tensor(image)])[0]
+        keep = det["scores"] >= DRAW_SCORE
+        drawn = draw_boxes(image, det["boxes"][keep].numpy(), det["labels"][keep].numpy(), list(index.class_names),
+                           det["scores"][keep].numpy())
+        out.append(cv2.resize(drawn, (round(drawn.shape[1] * DRAW_HEIGHT / drawn.shape[0]), DRAW_HEIGHT)))
+    return out
+
+
+def labelled(images: list[np.ndarray], title: str) -> np.ndarray:
+    """One row of the picture: the title above the images side by side."""
+    row = np.concatenate(images, axis=1)
+    bar = np.full((24, row.shape[1], 3), 255, np.uint8)
+    cv2.putText(bar, title, (6, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([bar, row])
 
 
 def print_table(rows: list[dict]) -> None:
