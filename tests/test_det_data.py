@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from torchvision.ops import box_iou
 
+from core.config import ConfigError
 from detector import box_ops
 from detector.data import (
     COCODet,
@@ -435,3 +436,25 @@ def test_val_split_is_class_balanced_complete_and_deterministic(tmp_path):
     assert all(r.index == index[r.image_id] for h in halves for r in h.records)
     assert subprocess.run(tool, capture_output=True, env={**os.environ, "PYTHONPATH": ROOT}).returncode == 0
     assert [open(os.path.join(sets, f"val{k}.txt")).read() for k in (1, 2)] == first  # deterministic
+
+
+def test_zoom_moves_each_box_with_what_it_boxes_and_the_device_path_refuses_it():
+    image = np.zeros((300, 400, 3), np.uint8)
+    image[50:200, 100:300] = 255  # the object: a white rectangle, its box exactly
+    t = DetTransform((300,), 400, train=True, flip=0.5, photometric=0.0, zoom=0.4)
+    moved = 0
+    for seed in range(40):
+        t.set_seed(seed)
+        out = t(DetSample(image.copy(), np.array([[100, 50, 300, 200]], np.float32), np.array([1]),
+                          np.array([False]), "x", (300, 400)))
+        x1, y1, x2, y2 = np.round(out.boxes[0]).astype(int)
+        assert out.image[y1 + 2:y2 - 2, x1 + 2:x2 - 2].min() > 200  # still the rectangle, all of it
+        moved += not np.allclose(out.boxes[0], [100, 50, 300, 200])
+    assert 8 <= moved <= 32  # about half the images zoomed
+    with pytest.raises(ValueError, match="zoom works with data.decode=cpu"):
+        for seed in range(20):  # some draw zooms
+            t.set_seed(seed)
+            t.plan(DetSample(image, np.array([[100, 50, 300, 200]], np.float32), np.array([1]), np.array([False]),
+                             "x", (300, 400)))
+    with pytest.raises(ConfigError, match="data.zoom=0.3"):
+        build_detection_data(DetDataConfig(format="voc", root="photos", zoom=0.3, decode="device"), train=True)

@@ -49,6 +49,9 @@ class DetDataConfig:
     max_size: int = 1000  # cap on the longer side
     flip: float = 0.5
     photometric: float = 0.2
+    # half the training images scaled by 1 +- zoom and shifted by up to zoom/2 of their size, the
+    # border filled with the mean colour (zoom-out and zoom-in, as SSD's expansion and crops); cpu decoding
+    zoom: float = 0.0
     workers: int = 4
     # cpu: the loader workers decode (OpenCV) and augment (albumentations); device: they read the
     # bytes and draw the augmentation, and the batch is decoded (nvJPEG on a GPU) and augmented
@@ -179,8 +182,10 @@ def build_detection_data(cfg: DetDataConfig, train: bool, seed: int = 0, with_pr
     from .dataset import DetectionDataset
     from .transforms import DetTransform
 
+    if cfg.zoom and cfg.decode == "device":
+        raise ConfigError(f"data.zoom={cfg.zoom} works with data.decode=cpu: the device path has no zoom")
     index, parts = build_detection_index(cfg, train, seed)
     proposals = _record_proposals(cfg, parts) if with_proposals else None
-    transform = (DetTransform(tuple(cfg.scales), cfg.max_size, train=True, flip=cfg.flip, photometric=cfg.photometric)
-                 if train else DetTransform((cfg.test_scale,), cfg.max_size, train=False))
+    transform = (DetTransform(tuple(cfg.scales), cfg.max_size, train=True, flip=cfg.flip, photometric=cfg.photometric,
+                              zoom=cfg.zoom) if train else DetTransform((cfg.test_scale,), cfg.max_size, train=False))
     return DetectionDataset(index.records, transform, seed=seed, proposals=proposals, decode=cfg.decode), index

@@ -47,16 +47,24 @@ def with_image(s: DetSample, image: np.ndarray) -> DetSample:
     return DetSample(image, s.boxes * scale, s.labels, s.ignore, s.image_id, s.orig_size, proposals=proposals)
 
 
+MEAN_FILL = (124, 116, 104)  # ImageNet's mean colour, 0..255: a zoomed-out image's border
+
+
 class DetTransform:
-    """``train=True``: random scale from ``scales``, horizontal flip, photometric distortion.
+    """``train=True``: random scale from ``scales``, zoom (``zoom`` > 0), horizontal flip, photometric distortion.
     ``train=False``: the first of ``scales``, nothing random."""
 
     def __init__(self, scales: tuple[int, ...], max_size: int, train: bool, flip: float = 0.5,
-                 photometric: float = 0.2, min_box_size: float = 1.0) -> None:
+                 photometric: float = 0.2, min_box_size: float = 1.0, zoom: float = 0.0) -> None:
         if not scales or min(scales) < 1 or max_size < max(scales):
             raise ValueError(f"need scales >= 1 and max_size >= every scale, got scales={scales} max_size={max_size}")
+        if not 0.0 <= zoom < 1.0:
+            raise ValueError(f"zoom={zoom}: a share in [0, 1)")
         self.scales, self.max_size, self.train = tuple(scales), max_size, train
         ops = []
+        if train and zoom > 0:
+            ops.append(A.Affine(scale=(1 - zoom, 1 + zoom), keep_ratio=True, translate_percent=(-zoom / 2, zoom / 2),
+                                fill=MEAN_FILL, p=0.5))
         if train and flip > 0:
             ops.append(A.HorizontalFlip(p=flip))
         if train and photometric > 0:
@@ -88,6 +96,8 @@ class DetTransform:
         h, w = resized_size(*s.image.shape[:2], self._short(), self.max_size)
         s, applied = self._augment(with_image(s, np.zeros((h, w, 3), np.uint8)))
         done = dict(applied)
+        if "Affine" in done:
+            raise ValueError("zoom works with data.decode=cpu only: the device path has no zoom")
         p = done.get("ColorJitter")
         jitter = None if p is None else ((p["brightness"], p["contrast"], p["saturation"]), tuple(p["order"]))
         return s, Encoded("", torch.empty(0, dtype=torch.uint8), (h, w), False, "HorizontalFlip" in done, jitter)
