@@ -14,11 +14,12 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RACCOON = os.path.join(os.path.dirname(ROOT), "shared", "data", "raccoon")
-# the recipe as it is, but for the size and the budget: 160-192 px, EPOCHS epochs of batch 2
-EPOCHS = 2
-SHORT = ["data.scales=[160,192]", "data.test_scale=176", "data.max_size=320", "data.workers=0", f"epochs={EPOCHS}",
-         "optim.milestones=[1.7]", f"eval_every={EPOCHS}", "progress=false"]
-MARK = 0.0  # voc mAP (AP50) on the 40 validation photos
+# the recipe as it is, but for the size and the budget: 128-160 px, one epoch (80 steps of 2 photos)
+SHORT = ["data.scales=[128,160]", "data.test_scale=144", "data.max_size=256", "data.workers=0", "epochs=1",
+         "optim.milestones=[0.85]", "eval_every=1", "progress=false"]
+# voc mAP (AP50) on the 40 validation photos: 0.39-0.55 over seeds 0-5 (AMD EPYC, one thread a run,
+# 34-39 s); untrained, 0
+MARK = 0.25
 
 
 @pytest.mark.skipif(not os.path.isdir(RACCOON), reason="needs ../shared/data/raccoon")
