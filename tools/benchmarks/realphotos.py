@@ -122,7 +122,9 @@ def run(args: argparse.Namespace) -> int:
     rows, drawn = [], {}
     for name, recipe, extra, build in runs(args.models):
         rows.append(train_one(name, recipe, [*args.overrides, *extra], build, work))
-        print(f"  trained {name}, {recipe} recipe: {rows[-1]}", flush=True)
+        print(f"  trained {name}, {recipe} recipe: " + ", ".join(
+            f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in rows[-1].items()
+            if k not in ("model", "recipe", "cfg")), flush=True)
         if args.draw and "error" not in rows[-1]:
             drawn[f"{name}, {recipe}"] = detections_drawn(rows[-1]["cfg"], build, args.draw)
     print_table(rows)
