@@ -44,16 +44,16 @@ def detections(model: GoogLeNetFasterRCNN, probs: Tensor, deltas: Tensor, boxes:
                image_sizes) -> list[dict]:
     """torchvision's decoding, score threshold and per-class NMS of scored regions, then box voting
     where ``model.box_vote_iou`` is set: per image ``{"boxes" [K, 4], "scores" [K], "labels" [K]}``."""
-    heads = model.roi_heads
-    vote_iou = getattr(model, "box_vote_iou", None)
+    heads, vote_iou = model.roi_heads, model.box_vote_iou
     if vote_iou is None:
         # torchvision's postprocess applies a softmax: log-probabilities give the probabilities back
         det_boxes, scores, labels = heads.postprocess_detections(probs.clamp_min(1e-30).log(), deltas, boxes,
                                                                  image_sizes)
         return [{"boxes": b, "scores": s, "labels": lab} for b, s, lab in zip(det_boxes, scores, labels)]
     out = []
+    counts = [len(r) for r in boxes]
     decoded = heads.box_coder.decode(deltas, boxes)  # [R, C+1, 4]
-    for b, p, size in zip(decoded.split([len(r) for r in boxes]), probs.split([len(r) for r in boxes]), image_sizes):
+    for b, p, size in zip(decoded.split(counts), probs.split(counts), image_sizes):
         cand_boxes, cand_scores, cand_labels = candidates_xyxy(b, p, size, heads.score_thresh)
         keep = box_ops.batched_nms(cand_boxes, cand_scores, cand_labels, heads.nms_thresh)[:heads.detections_per_img]
         voted = vote_xyxy(cand_boxes[keep], cand_labels[keep], cand_boxes, cand_scores, cand_labels, vote_iou)

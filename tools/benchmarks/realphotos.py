@@ -19,6 +19,7 @@ import dataclasses
 import json
 import os
 import tempfile
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -34,11 +35,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CONFIG = os.path.join(ROOT, "configs", "scratch_det.yaml")
 # torchvision's references/detection recipe, at the config's batch through lr_reference_batch
 SGD = ["optim.name=sgd", "optim.lr=0.02", "optim.lr_reference_batch=16", "optim.momentum=0.9", "optim.grad_clip=null"]
-PEERS = {"torchvision fasterrcnn_resnet50_fpn": fasterrcnn_resnet50_fpn,
-         "torchvision fasterrcnn_mobilenet_v3_large_fpn": fasterrcnn_mobilenet_v3_large_fpn}
+# --models choice -> (its name in the table, its config overrides, torchvision's builder or None for ours)
+MODELS = {"ours-fpn": ("ours fpn (scratch_det.yaml)", ["model.head=fpn"], None),
+          "ours-c4": ("ours c4 (scratch_det.yaml, model.head=c4)", ["model.head=c4"], None),
+          "r50-fpn": ("torchvision fasterrcnn_resnet50_fpn", [], fasterrcnn_resnet50_fpn),
+          "mnv3-fpn": ("torchvision fasterrcnn_mobilenet_v3_large_fpn", [], fasterrcnn_mobilenet_v3_large_fpn)}
 DRAW_SCORE, DRAW_HEIGHT = 0.5, 240
-OURS = {"ours fpn (scratch_det.yaml)": ["model.head=fpn"],
-        "ours c4 (scratch_det.yaml, model.head=c4)": ["model.head=c4"]}
 
 
 class TorchvisionPeer(nn.Module):
@@ -58,7 +60,7 @@ class TorchvisionPeer(nn.Module):
         return self.net(images, targets)
 
 
-def peer_builder(build) -> callable:
+def peer_builder(build) -> Callable[[int], nn.Module]:
     def make(num_classes: int) -> nn.Module:
         net = build(weights=None, weights_backbone=None, num_classes=num_classes + 1)  # no download, all trained
         t = net.transform  # the pipeline has resized each image once already, as for ours
@@ -71,27 +73,25 @@ def peer_builder(build) -> callable:
 def add_parser(sub) -> None:
     c = sub.add_parser("realphotos", help="ours and torchvision's detectors from scratch on real photos, one budget")
     c.add_argument("overrides", nargs="*", help="key=value for configs/scratch_det.yaml (data, epochs, batch_size)")
-    c.add_argument("--models", nargs="+", choices=("ours-fpn", "ours-c4", "r50-fpn", "mnv3-fpn"),
-                   default=["ours-fpn", "ours-c4", "r50-fpn", "mnv3-fpn"])
+    c.add_argument("--models", nargs="+", choices=tuple(MODELS), default=list(MODELS))
     c.add_argument("--work", help="folder for the runs (default: a temporary one); a finished run there is reused")
     c.add_argument("--json", help="write the rows to this file")
     c.add_argument("--draw", type=int, default=4, metavar="N", help="draw each model's detections on N val photos")
     c.add_argument("--picture", help="where --draw writes (default: realphotos.jpg in the work folder)")
-    for name in ("batch", "size", "repeats", "warmup"):  # the shared checks read these
-        c.set_defaults(**{name: 1 if name != "size" else 320})
-    c.set_defaults(run=run, device="auto", allocator="tuned")
+    # batch .. warmup: unused here, read by the checks every benchmark shares
+    c.set_defaults(batch=1, size=320, repeats=1, warmup=1, run=run, device="auto", allocator="tuned")
 
 
 def runs(chosen: list[str]) -> list[tuple[str, str, list[str], object]]:
     """``(model, recipe, overrides, builder or None)`` for each run, in the order they train."""
-    keys = dict(zip(("ours-fpn", "ours-c4"), OURS)) | dict(zip(("r50-fpn", "mnv3-fpn"), PEERS))
     out = []
     for key in chosen:
-        name = keys[key]
-        if name in OURS:
-            out.append((name, "ours", OURS[name], None))
+        name, overrides, peer = MODELS[key]
+        if peer is None:
+            out.append((name, "ours", overrides, None))
         else:
-            out += [(name, "sgd", SGD, peer_builder(PEERS[name])), (name, "ours", [], peer_builder(PEERS[name]))]
+            build = peer_builder(peer)
+            out += [(name, "sgd", [*overrides, *SGD], build), (name, "ours", overrides, build)]
     return out
 
 
