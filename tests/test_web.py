@@ -143,7 +143,9 @@ def upload(page, path: str, server_log: str) -> None:
     page.on("console", lambda m: said.append(f"{m.type}: {m.text}"))
     page.on("pageerror", lambda e: said.append(f"error: {e}"))
     page.on("requestfailed", lambda r: said.append(f"failed: {r.method} {r.url} {r.failure}"))
-    shown = page.locator("#input-image").get_by_text(os.path.basename(path))
+    # the uploaded file's row is named by its accessible label: its text is the name's stem and
+    # extension in two spans with a space between, and only the upload's progress shows it whole
+    shown = page.locator("#input-image").get_by_label(os.path.basename(path), exact=True)
     for _ in range(2):
         try:
             page.locator("#input-image input[type=file]").set_input_files(path, timeout=20_000)
