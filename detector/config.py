@@ -78,6 +78,9 @@ class DetOptimConfig:
     warmup_iters: int = 500
     warmup_factor: float = 0.001
     grad_clip: float | None = None
+    # the weights scored and saved: the exponential moving average of the weights after every step,
+    # its decay ramped up to this from the first step (core.averaging); null: the last step's weights
+    ema_decay: float | None = None
     # AdamW in one kernel for all parameters (the same update within float rounding), where the
     # per-parameter loop was a seventh of a small CPU step (docs/detector.md)
     fused: bool = True

@@ -40,10 +40,11 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
                     start_step: int, device: torch.device, seed: int, rank: int = 0,
                     scaler: torch.amp.GradScaler | None = None, autocast: Autocast = contextlib.nullcontext,
                     grad_clip: float | None = None, on_step: OnStep | None = None, progress: bool = True,
-                    max_steps: int | None = None) -> dict:
+                    max_steps: int | None = None, after_update: Callable[[int], None] | None = None) -> dict:
     """One epoch of detector training (``core.trainer.train_steps``): each batch's images and
     targets (and external proposals) through the model, whose losses (RPN and region head) are
-    summed and logged term by term."""
+    summed and logged term by term; ``after_update(global step)`` after each optimiser step (the
+    weights' moving average)."""
 
     def loss_of(batch) -> tuple[torch.Tensor, dict[str, torch.Tensor], int] | None:
         if not batch.images:
@@ -54,5 +55,5 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
 
     return train_steps(model, loader, optimizer, lr_for_step, loss_of, epoch=epoch, epochs=epochs,
                        steps_per_epoch=steps_per_epoch, start_step=start_step, seed=seed, rank=rank, scaler=scaler,
-                       autocast=autocast, grad_clip=grad_clip, on_step=on_step, progress=progress,
-                       max_steps=max_steps)
+                       autocast=autocast, grad_clip=grad_clip, after_update=after_update, on_step=on_step,
+                       progress=progress, max_steps=max_steps)

@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from core.atomic import write_json_atomic
+from core.averaging import WeightAverage
 from core.checkpoint import CheckpointError
 from core.config import ConfigError, load_config, to_dict
 from core.data_report import Collecting, DataReport, publish, publish_all, report_path
@@ -23,7 +24,7 @@ from core.runtime import amp_for, is_main_process, split_batch, start
 from core.seeding import seed_everything
 from core.trainer import Trainer
 
-from .config import RUNTIME_KEYS, DetConfig, build_model, build_optimizer, build_schedule
+from .config import RUNTIME_KEYS, DetConfig, DetOptimConfig, build_model, build_optimizer, build_schedule
 from .data.build import build_detection_data
 from .data.dataset import GroupedBatchSampler, collate, shape_batches
 from .engine import train_one_epoch
@@ -94,6 +95,16 @@ def read_data(cfg: DetConfig, seed: int, rank: int) -> tuple[tuple, tuple]:
     return train, val
 
 
+def build_average(o: DetOptimConfig, model: nn.Module) -> WeightAverage | None:
+    """The moving average of ``model``'s weights that ``o.ema_decay`` asks for (None: off)."""
+    if o.ema_decay is None:
+        return None
+    if not 0.0 < o.ema_decay < 1.0:
+        raise ConfigError(f"optim.ema_decay must be between 0 and 1 (e.g. 0.998), not {o.ema_decay}; "
+                          "null turns it off")
+    return WeightAverage(model, "ema", ema_decay=o.ema_decay, ramp=True)
+
+
 def run(cfg: DetConfig, build: Callable[[int], nn.Module] | None = None) -> dict:
     """Train (resume, or find done) member ``cfg.model_index``; ``build(num_classes)``: another detector."""
     started = time.perf_counter()
@@ -117,10 +128,12 @@ def run(cfg: DetConfig, build: Callable[[int], nn.Module] | None = None) -> dict
     if steps == 0:
         raise DataError(f"{cfg.data.root}: {len(train_ds)} training images make no batch of {cfg.batch_size}")
     schedule = build_schedule(o, base_lr, steps)
+    average = build_average(o, model)
+    scored = model if average is None else average.module  # what is scored and saved
     trainer = Trainer(cfg.out_dir, steps_per_epoch=steps, epochs=cfg.epochs, max_steps=cfg.max_steps,
                       eval_every=cfg.eval_every, checkpoint_every_steps=cfg.checkpoint_every_steps,
                       keep_checkpoints=cfg.keep_checkpoints, rank=rank, world=world,
-                      state={"model": model, "optimizer": optimizer, "scaler": scaler},
+                      state={"model": model, "optimizer": optimizer, "scaler": scaler, "average": average},
                       extra={"config": to_dict(cfg)},
                       nan_hint="lower optim.lr, lengthen optim.warmup_iters or set optim.grad_clip")
     trainer.resume(cfg.resume)
@@ -134,23 +147,24 @@ def run(cfg: DetConfig, build: Callable[[int], nn.Module] | None = None) -> dict
         stats = train_one_epoch(net, Collecting(loader, skipped), optimizer, schedule, epoch=epoch, epochs=cfg.epochs,
                                 steps_per_epoch=steps, start_step=start_step, device=device, seed=seed, rank=rank,
                                 scaler=scaler, autocast=autocast, grad_clip=o.grad_clip, on_step=on_step,
-                                progress=cfg.progress and rank == 0, max_steps=cfg.max_steps)
+                                progress=cfg.progress and rank == 0, max_steps=cfg.max_steps,
+                                after_update=None if average is None else functools.partial(average.update, model))
         publish_all(skipped, f"epoch {epoch + 1}", report_path(cfg.out_dir, f"epoch_{epoch + 1:03d}"), world, rank, log)
         return stats
 
     def evaluate_epoch(epoch: int) -> dict:
         if rank != 0:  # one process scores; the others wait at the trainer's barrier
             return {}
-        metrics = score(cfg, model, val_ds, val_index, device, autocast, stage=f"evaluation_{epoch:03d}")
+        metrics = score(cfg, scored, val_ds, val_index, device, autocast, stage=f"evaluation_{epoch:03d}")
         log(f"epoch {epoch}: {cfg.metric_name} {100 * metrics['map']:.2f}")
         return metrics
 
     metrics = trainer.fit(train_epoch, evaluate_epoch)
     if rank == 0:
         if not metrics:  # resumed a finished run: score it again
-            metrics = score(cfg, model, val_ds, val_index, device, autocast)
+            metrics = score(cfg, scored, val_ds, val_index, device, autocast)
         metrics["wall_seconds"] = time.perf_counter() - started
-        save_final(os.path.join(cfg.out_dir, FINAL_NAME), model, cfg, index.classes, index.class_names, metrics)
+        save_final(os.path.join(cfg.out_dir, FINAL_NAME), scored, cfg, index.classes, index.class_names, metrics)
         write_json_atomic(os.path.join(cfg.out_dir, "metrics.json"), metrics)
     trainer.close()
     return metrics

@@ -8,7 +8,6 @@ import pytest
 import torch
 from torch import nn
 
-from backbone.pretrain.averaging import WeightAverage, recompute_bn
 from backbone.pretrain.config import OptimConfig, PretrainConfig, build_model, build_optimizer
 from backbone.pretrain.photometric import (
     HowardColour,
@@ -17,6 +16,7 @@ from backbone.pretrain.photometric import (
     lighting_covariance,
     lighting_offset,
 )
+from core.averaging import WeightAverage, recompute_bn
 from core.trainer import set_lr
 
 
@@ -39,6 +39,24 @@ def test_ema_update():
     set_weight(model, -1.0)
     ema.update(model, 3)
     assert torch.allclose(ema.module.weight, torch.full((1, 2), 0.9 * 3.2 + 0.1 * -1.0))
+
+
+def test_ramped_ema_decays_as_tensorflows_num_updates_then_holds_its_decay():
+    model = nn.BatchNorm1d(2)  # parameters and buffers, an integer one among them
+    ema = WeightAverage(model, "ema", ema_decay=0.6, ramp=True)
+    expected = None
+    for step in range(1, 31):
+        w = float(step % 3)
+        model.weight.data.fill_(w)
+        model.running_mean.fill_(w)
+        ema.update(model, step)
+        n = step - 1  # updates averaged before this one; the first starts at the weights
+        decay = min(0.6, (1 + n) / (10 + n))  # the cap takes over from n = 14
+        expected = w if expected is None else decay * expected + (1 - decay) * w
+        assert abs(ema.module.weight[0].item() - expected) < 1e-5, step
+        assert abs(ema.module.running_mean[0].item() - expected) < 1e-5, step
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        WeightAverage(model, "ema", ema_decay=1.0, ramp=True)
 
 
 def test_polyak_is_the_uniform_mean_from_its_start_step():

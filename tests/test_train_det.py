@@ -117,10 +117,12 @@ def test_infer_draws_and_writes_detections(toy, tmp_path):
 
 
 def test_killed_then_resumed_equals_uninterrupted(toy, tmp_path):
+    """With the weights' moving average on: it is checkpointed and resumed with the model, and it
+    is what model_final.pth holds."""
     import signal
     import time
 
-    common = ("max_steps=4", "checkpoint_every_steps=1", "keep_checkpoints=5", "eval_every=100")
+    common = ("max_steps=4", "checkpoint_every_steps=1", "keep_checkpoints=5", "eval_every=100", "optim.ema_decay=0.9")
     assert run(tiny(toy, str(tmp_path / "ref"), *common)).returncode == 0
     work = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, *tiny(toy, str(work), *common)], cwd=ROOT, stdout=subprocess.DEVNULL,
@@ -138,6 +140,15 @@ def test_killed_then_resumed_equals_uninterrupted(toy, tmp_path):
     b = torch.load(work / "googlenet_toy_det" / "model_0" / "checkpoint_00000004.pth", weights_only=True)
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
+    for k in a["average"]:
+        assert torch.equal(a["average"][k], b["average"][k]), k
+    final = torch.load(work / "googlenet_toy_det" / "model_0" / "model_final.pth", weights_only=True)["model"]
+    assert int(b["average"]["averaged.n_averaged"]) == 4
+    assert all(torch.equal(final[k], b["average"][f"averaged.module.{k}"]) for k in final)
+    moved = [k for k in final if final[k].is_floating_point() and not torch.equal(final[k], b["model"][k])]
+    assert len(moved) > len(final) // 2  # the average, not the last step's weights
+    bad = run(tiny(toy, str(tmp_path / "bad"), "max_steps=1", "optim.ema_decay=1.5"))
+    assert bad.returncode == 2 and "optim.ema_decay" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
 
 def test_ilsvrc_config_on_the_miniature_says_how_to_make_val1(toy, tmp_path):

@@ -13,11 +13,11 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from core.averaging import WeightAverage
 from core.progress import progress_bar
 from core.trainer import train_steps
 
 from ..aux import aux_loss
-from .averaging import WeightAverage
 from .device import images_on
 
 

@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from core.atomic import save_atomic, write_json_atomic
+from core.averaging import WeightAverage, recompute_bn
 from core.config import ConfigError, to_dict
 from core.data import read_synsets
 from core.data_report import Collecting, DataReport, publish_all, report_path
@@ -31,7 +32,6 @@ from core.trainer import Trainer
 
 from ..aux import GoogLeNetWithAux
 from ..googlenet import IMAGENET_MEAN, IMAGENET_STD
-from .averaging import WeightAverage, recompute_bn
 from .config import PretrainConfig, build_model, build_optimizer, build_schedule
 from .data import (
     IMAGENET_NORM,

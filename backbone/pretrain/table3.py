@@ -15,6 +15,7 @@ import os
 import torch
 import torch.distributed as dist
 
+from core.averaging import WeightAverage, recompute_bn
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.data_report import Collecting, DataReport, publish_all, report_path
 from core.errors import UserError
@@ -22,7 +23,6 @@ from core.records import log
 from core.runtime import amp_for, start
 
 from ..googlenet import GoogLeNet, googlenet_from_file
-from .averaging import WeightAverage, recompute_bn
 from .config import PretrainConfig, build_model
 from .data import IMAGENET_NORM, ClassificationDataset, Normalisation
 from .engine import predict, topk_correct

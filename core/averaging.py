@@ -7,7 +7,10 @@ create the final model used at inference time").
   statistics would not be the statistics of the averaged weights, so BN layouts get theirs
   recomputed on training batches (as SWA does, Izmailov et al. 2018, ``swa_utils.update_bn``).
 * ``ema``: the exponential moving average most reimplementations use instead (parameters and
-  buffers, after every step).
+  buffers, after every step). With ``ramp``, the decay grows with the number of steps averaged,
+  ``min(decay, (1 + n) / (10 + n))`` (TensorFlow's ``ExponentialMovingAverage`` with
+  ``num_updates``), so that a run of a few hundred steps is not averaged with its random start:
+  a constant 0.999 would still weigh the first weights by 0.999^500 = 0.61 after 500 steps.
 """
 
 from __future__ import annotations
@@ -25,13 +28,15 @@ class WeightAverage(nn.Module):
     ``update(model, steps_done)`` after every optimiser step (``steps_done`` counts the steps
     taken so far); a step enters the average only once ``steps_done > start_step``."""
 
-    def __init__(self, model: nn.Module, kind: str, *, ema_decay: float = 0.9999, start_step: int = 0) -> None:
+    def __init__(self, model: nn.Module, kind: str, *, ema_decay: float = 0.9999, ramp: bool = False,
+                 start_step: int = 0) -> None:
         super().__init__()
         if kind not in ("ema", "polyak"):
             raise ValueError(f"averaging must be 'ema' or 'polyak', got {kind!r}")
         self.kind, self.start_step = kind, start_step
         if kind == "ema":
-            self.averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+            update = ramped_ema(ema_decay) if ramp else get_ema_multi_avg_fn(ema_decay)
+            self.averaged = AveragedModel(model, multi_avg_fn=update, use_buffers=True)
         else:  # the default average is the running arithmetic mean
             self.averaged = AveragedModel(model, use_buffers=False)
 
@@ -55,6 +60,28 @@ class WeightAverage(nn.Module):
 
     def forward(self, *args, **kwargs):
         return self.module(*args, **kwargs)
+
+
+def ramp_decay(decay: float, n_averaged: int) -> float:
+    """The EMA's decay after ``n_averaged`` updates: ``min(decay, (1 + n) / (10 + n))``."""
+    return min(decay, (1 + n_averaged) / (10 + n_averaged))
+
+
+def ramped_ema(decay: float):
+    """``AveragedModel``'s ``multi_avg_fn`` for an EMA whose decay ramps up to ``decay``."""
+    if not 0.0 < decay < 1.0:
+        raise ValueError(f"ema decay must be between 0 and 1, not {decay}")
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
+        d = ramp_decay(decay, int(n_averaged))
+        if torch.is_floating_point(averaged[0]):
+            torch._foreach_lerp_(averaged, current, 1 - d)
+        else:  # integer buffers (BatchNorm's num_batches_tracked): rounded as AveragedModel's own EMA
+            for a, c in zip(averaged, current, strict=True):
+                a.copy_(a * d + c * (1 - d))
+
+    return update
 
 
 @torch.no_grad()
