@@ -95,6 +95,15 @@ def read_data(cfg: DetConfig, seed: int, rank: int) -> tuple[tuple, tuple]:
     return train, val
 
 
+def train_sampler(cfg: DetConfig, train_ds, seed: int, rank: int, world: int) -> GroupedBatchSampler:
+    """This process's share of each global batch, images of one aspect group a batch."""
+    sampler = GroupedBatchSampler(train_ds.aspect_ratios(), split_batch(cfg.batch_size, world), seed=seed, rank=rank,
+                                  world=world)
+    if len(sampler) == 0:
+        raise DataError(f"{cfg.data.root}: {len(train_ds)} training images make no batch of {cfg.batch_size}")
+    return sampler
+
+
 def build_average(o: DetOptimConfig, model: nn.Module) -> WeightAverage | None:
     """The moving average of ``model``'s weights that ``o.ema_decay`` asks for (None: off)."""
     if o.ema_decay is None:
@@ -114,7 +123,6 @@ def run(cfg: DetConfig, build: Callable[[int], nn.Module] | None = None) -> dict
             log(f"{cfg.out_dir}: already trained ({FINAL_NAME}); resume=none retrains it")
         return done
     device, rank, world = start(cfg.device)
-    per_process = split_batch(cfg.batch_size, world)
     seed = cfg.member_seed
     (train_ds, index), (val_ds, val_index) = read_data(cfg, seed, rank)
     seed_everything(seed)
@@ -123,10 +131,8 @@ def run(cfg: DetConfig, build: Callable[[int], nn.Module] | None = None) -> dict
     base_lr = o.scaled_lr(cfg.batch_size)
     optimizer = build_optimizer(model, o, base_lr)
     autocast, scaler = amp_for(device, cfg.amp)
-    sampler = GroupedBatchSampler(train_ds.aspect_ratios(), per_process, seed=seed, rank=rank, world=world)
+    sampler = train_sampler(cfg, train_ds, seed, rank, world)
     steps = len(sampler)
-    if steps == 0:
-        raise DataError(f"{cfg.data.root}: {len(train_ds)} training images make no batch of {cfg.batch_size}")
     schedule = build_schedule(o, base_lr, steps)
     average = build_average(o, model)
     scored = model if average is None else average.module  # what is scored and saved
