@@ -24,6 +24,7 @@ from benchmarks.realphotos import (  # noqa: E402
     detections_drawn,
     peer_builder,
     print_table,
+    seconds_per_step,
 )
 
 
@@ -53,3 +54,10 @@ def test_the_table_marks_each_models_better_recipe_and_names_a_failed_run(capsys
     lines = capsys.readouterr().out.splitlines()
     assert [ln.split()[:2] for ln in lines[3:5]] == [["peer", "sgd"], ["peer", "ours*"]]
     assert "20.0" in lines[4] and "failed: loss is nan" in lines[5]
+
+
+def test_a_step_is_timed_within_one_run_of_the_log():
+    # a run stopped after 3 steps, started again an hour later over the same log, then resumed
+    times = [(1, 0.0), (2, 2.0), (3, 4.0), (1, 3600.0), (2, 3601.0), (3, 3602.0), (4, 3603.0), (4, 9000.0), (5, 9001.0)]
+    records = [{"global_step": g, "time": t} for g, t in times]
+    assert seconds_per_step(records) == (2 + 2 + 1 + 1 + 1 + 1) / 6

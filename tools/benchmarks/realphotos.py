@@ -95,6 +95,14 @@ def runs(chosen: list[str]) -> list[tuple[str, str, list[str], object]]:
     return out
 
 
+def seconds_per_step(records: list[dict]) -> float:
+    """The mean time of a training step from ``log.jsonl``'s train records: over pairs of records one
+    global step apart, in the order written, so that the pause of a run stopped and resumed (or
+    started again over an older log) is not counted as a step."""
+    gaps = [b["time"] - a["time"] for a, b in zip(records, records[1:]) if b["global_step"] == a["global_step"] + 1]
+    return sum(gaps) / len(gaps) if gaps else float("nan")
+
+
 def train_one(name: str, recipe: str, overrides: list[str], build, work: str) -> dict:
     from detector import train
 
@@ -108,11 +116,9 @@ def train_one(name: str, recipe: str, overrides: list[str], build, work: str) ->
         return {"model": name, "recipe": recipe, "error": str(e).splitlines()[0][:120]}
     with open(os.path.join(cfg.out_dir, "log.jsonl")) as f:
         steps = [r for r in map(json.loads, filter(str.strip, f)) if r.get("kind") == "train"]
-    # the training steps alone: from the first step's end to the last's
-    per_step = (steps[-1]["time"] - steps[0]["time"]) / max(len(steps) - 1, 1)
     coco, wall = metrics["coco"], metrics["wall_seconds"]
     return {"model": name, "recipe": recipe, "AP": coco["AP"], "AP50": coco["AP50"], "AP75": coco["AP75"],
-            "steps": steps[-1]["global_step"], "s_per_step": per_step, "wall_min": wall / 60,
+            "steps": steps[-1]["global_step"], "s_per_step": seconds_per_step(steps), "wall_min": wall / 60,
             "epochs": cfg.epochs, "batch": cfg.batch_size, "data": f"{cfg.data.root} {cfg.data.train_split}",
             "cfg": cfg}
 
