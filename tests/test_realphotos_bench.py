@@ -56,8 +56,11 @@ def test_the_table_marks_each_models_better_recipe_and_names_a_failed_run(capsys
     assert "20.0" in lines[4] and "failed: loss is nan" in lines[5]
 
 
-def test_a_step_is_timed_within_one_run_of_the_log():
-    # a run stopped after 3 steps, started again an hour later over the same log, then resumed
-    times = [(1, 0.0), (2, 2.0), (3, 4.0), (1, 3600.0), (2, 3601.0), (3, 3602.0), (4, 3603.0), (4, 9000.0), (5, 9001.0)]
+def test_a_step_is_timed_over_the_last_start_of_the_log():
+    # a run stopped after 3 steps and started again an hour later over the same log (slower then),
+    # stopped again and resumed from its checkpoint at step 1
+    times = [(1, 0.0), (2, 9.0), (3, 18.0), (1, 3600.0), (2, 3601.0), (3, 3603.0), (2, 9000.0), (3, 9001.0),
+             (4, 9004.0)]
     records = [{"global_step": g, "time": t} for g, t in times]
-    assert seconds_per_step(records) == (2 + 2 + 1 + 1 + 1 + 1) / 6
+    assert seconds_per_step(records) == (1 + 3) / 2
+    assert seconds_per_step(records[:3]) == 9.0

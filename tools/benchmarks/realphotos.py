@@ -96,10 +96,14 @@ def runs(chosen: list[str]) -> list[tuple[str, str, list[str], object]]:
 
 
 def seconds_per_step(records: list[dict]) -> float:
-    """The mean time of a training step from ``log.jsonl``'s train records: over pairs of records one
-    global step apart, in the order written, so that the pause of a run stopped and resumed (or
-    started again over an older log) is not counted as a step."""
-    gaps = [b["time"] - a["time"] for a, b in zip(records, records[1:]) if b["global_step"] == a["global_step"] + 1]
+    """The mean time of a training step from ``log.jsonl``'s train records (in the order written),
+    over the steps of the last start alone: a run stopped and resumed, or started again over an
+    older log, logs its steps anew from an earlier global step, and the steps before that were
+    timed on another occasion."""
+    start = max((i for i in range(1, len(records)) if records[i]["global_step"] <= records[i - 1]["global_step"]),
+                default=0)
+    last = records[start:]
+    gaps = [b["time"] - a["time"] for a, b in zip(last, last[1:])]
     return sum(gaps) / len(gaps) if gaps else float("nan")
 
 
