@@ -70,7 +70,7 @@ def ramp_decay(decay: float, n_averaged: int) -> float:
 def ramped_ema(decay: float):
     """``AveragedModel``'s ``multi_avg_fn`` for an EMA whose decay ramps up to ``decay``."""
     if not 0.0 < decay < 1.0:
-        raise ValueError(f"ema decay must be between 0 and 1, not {decay}")
+        raise ValueError(f"ema_decay must be between 0 and 1, not {decay}")
 
     @torch.no_grad()
     def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n_averaged: torch.Tensor) -> None:

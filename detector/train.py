@@ -108,10 +108,10 @@ def build_average(o: DetOptimConfig, model: nn.Module) -> WeightAverage | None:
     """The moving average of ``model``'s weights that ``o.ema_decay`` asks for (None: off)."""
     if o.ema_decay is None:
         return None
-    if not 0.0 < o.ema_decay < 1.0:
-        raise ConfigError(f"optim.ema_decay must be between 0 and 1 (e.g. 0.998), not {o.ema_decay}; "
-                          "null turns it off")
-    return WeightAverage(model, "ema", ema_decay=o.ema_decay, ramp=True)
+    try:
+        return WeightAverage(model, "ema", ema_decay=o.ema_decay, ramp=True)
+    except ValueError as e:  # the decay out of (0, 1)
+        raise ConfigError(f"optim.{e} (e.g. 0.998); null turns it off") from None
 
 
 def run(cfg: DetConfig, build: Callable[[int], nn.Module] | None = None) -> dict:
