@@ -7,6 +7,7 @@ import glob
 import os
 import re
 import sys
+import time
 
 import torch
 
@@ -62,6 +63,25 @@ def prune_checkpoints(work_dir: str, keep: int) -> None:
     """Delete all but the ``keep`` newest checkpoints (called only after a new one is safely written)."""
     for path in list_checkpoints(work_dir)[keep:]:
         os.unlink(path)
+
+
+def set_aside(work_dir: str, also: tuple[str, ...] = ("log.jsonl",)) -> str | None:
+    """Move the checkpoints in ``work_dir`` and the files named in ``also`` into a new
+    ``work_dir/older_<time>/``, for a run that starts afresh there: its checkpoints would otherwise
+    be pruned against an older run's by global step (the older, further ones kept, the new ones
+    deleted) and found again on resume, and its log would go on from theirs. Returns the folder,
+    or None when there was nothing to move."""
+    found = list_checkpoints(work_dir) + [p for n in also if os.path.isfile(p := os.path.join(work_dir, n))]
+    if not found:
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    dest, n = os.path.join(work_dir, f"older_{stamp}"), 1
+    while os.path.exists(dest):  # two fresh starts within a second
+        dest, n = os.path.join(work_dir, f"older_{stamp}_{n}"), n + 1
+    os.makedirs(dest)
+    for path in found:
+        os.replace(path, os.path.join(dest, os.path.basename(path)))
+    return dest
 
 
 def find_resume(resume: str, work_dir: str, log=lambda msg: print(msg, file=sys.stderr)) -> tuple[str, dict] | None:

@@ -78,6 +78,8 @@ class Trainer:
         if found is not None:
             self.epoch, self.step = ckpt_io.restore(found[1], **self.state)
             log(f"resuming from {found[0]} (epoch {self.epoch + 1}, step {self.step})", self.rank)
+        elif self.rank == 0 and (older := ckpt_io.set_aside(self.out_dir)) is not None:
+            log(f"starting afresh: the older run's checkpoints and log.jsonl here were moved to {older}")
 
     def save(self, epoch: int, step_in_epoch: int) -> None:
         if self.rank == 0:

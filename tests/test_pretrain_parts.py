@@ -301,3 +301,44 @@ def test_a_batch_with_no_readable_image_is_a_step_that_trains_nothing_in_both_tr
                            start_step=0, device=torch.device("cpu"), seed=0, progress=False,
                            on_step=lambda s, st: steps.append(s))
     assert stats["steps_done"] == 3 and steps == [2] and stats["images"] == 1
+
+
+def test_a_fresh_start_over_an_older_run_moves_its_files_aside_and_a_resume_goes_on(tmp_path):
+    """core.trainer.Trainer, as both trainers use it: a run started afresh (resume=none) in a
+    folder that holds an older run moves that run's checkpoints and log.jsonl into a folder of their
+    own. Left there, the older run's further checkpoints would be kept and the new run's pruned (by
+    global step), and resume=auto would find the older run again; a resumed run goes on in its log."""
+    from core.records import read_records
+    from core.trainer import Trainer
+
+    def trainer(resume: str, max_steps: int | None = None) -> Trainer:
+        net = nn.Linear(2, 1)
+        t = Trainer(str(tmp_path), steps_per_epoch=2, epochs=2, max_steps=max_steps, eval_every=1,
+                    checkpoint_every_steps=1, keep_checkpoints=1, rank=0, world=1,
+                    state={"model": net, "optimizer": torch.optim.SGD(net.parameters(), lr=0.1)},
+                    extra={}, nan_hint="")
+        t.resume(resume)
+        return t
+
+    def fit(t: Trainer) -> list[int]:
+        def train_epoch(e: int, start: int, on_step) -> dict:
+            for s in range(start + 1, 3):
+                if e * 2 + s > t.total_steps:  # max_steps, where train_steps stops
+                    return {"steps_done": s - 1}
+                on_step(s, {"epoch": e, "global_step": e * 2 + s, "loss": 1.0})
+            return {"steps_done": 2}
+
+        t.fit(train_epoch, lambda e: {})
+        t.close()
+        return [r["global_step"] for r in read_records(str(tmp_path / "log.jsonl"))]
+
+    assert fit(trainer("auto")) == [1, 2, 3, 4]
+    again = trainer("none", max_steps=3)  # afresh over the finished run, and stopped at step 3
+    (older,) = tmp_path.glob("older_*")
+    assert sorted(p.name for p in older.iterdir()) == ["checkpoint_00000004.pth", "log.jsonl"]
+    assert [r["global_step"] for r in read_records(str(older / "log.jsonl"))] == [1, 2, 3, 4]
+    assert fit(again) == [1, 2, 3]
+    assert [p.name for p in tmp_path.glob("checkpoint_*.pth")] == ["checkpoint_00000003.pth"]
+    resumed = trainer("auto")  # from this run's step 3 (epoch 2, step 1), in the same log
+    assert (resumed.epoch, resumed.step) == (1, 1) and len(list(tmp_path.glob("older_*"))) == 1
+    assert fit(resumed) == [1, 2, 3, 4]
