@@ -35,6 +35,8 @@ class WeightAverage(nn.Module):
             raise ValueError(f"averaging must be 'ema' or 'polyak', got {kind!r}")
         self.kind, self.start_step = kind, start_step
         if kind == "ema":
+            if not 0.0 < ema_decay < 1.0:
+                raise ValueError(f"ema_decay must be between 0 and 1, not {ema_decay}")
             update = ramped_ema(ema_decay) if ramp else get_ema_multi_avg_fn(ema_decay)
             self.averaged = AveragedModel(model, multi_avg_fn=update, use_buffers=True)
         else:  # the default average is the running arithmetic mean
@@ -69,8 +71,6 @@ def ramp_decay(decay: float, n_averaged: int) -> float:
 
 def ramped_ema(decay: float):
     """``AveragedModel``'s ``multi_avg_fn`` for an EMA whose decay ramps up to ``decay``."""
-    if not 0.0 < decay < 1.0:
-        raise ValueError(f"ema_decay must be between 0 and 1, not {decay}")
 
     @torch.no_grad()
     def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n_averaged: torch.Tensor) -> None:

@@ -156,6 +156,12 @@ def test_missing_imagenet_is_one_line_exit_2(tmp_path):
     assert bad.returncode == 2 and "unknown key optim.lrr" in bad.stderr
 
 
+def test_an_ema_decay_out_of_range_is_one_line_exit_2(toy, tmp_path):
+    bad = run_tool(tiny(toy, str(tmp_path), "averaging=ema", "ema_decay=1.5", "max_steps=1"), check=False)
+    lines = bad.stderr.strip().splitlines()
+    assert bad.returncode == 2 and len(lines) == 1 and "ema_decay must be between 0 and 1, not 1.5" in lines[0]
+
+
 def test_eval_only_scores_an_export_and_a_checkpoint(toy, reference):
     args = tiny(toy, os.path.dirname(reference))
     out = run_tool(args + ["--eval-only", os.path.join(reference, "backbone.pth"),

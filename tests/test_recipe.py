@@ -55,8 +55,9 @@ def test_ramped_ema_decays_as_tensorflows_num_updates_then_holds_its_decay():
         expected = w if expected is None else decay * expected + (1 - decay) * w
         assert abs(ema.module.weight[0].item() - expected) < 1e-5, step
         assert abs(ema.module.running_mean[0].item() - expected) < 1e-5, step
-    with pytest.raises(ValueError, match="between 0 and 1"):
-        WeightAverage(model, "ema", ema_decay=1.0, ramp=True)
+    for ramp, decay in ((True, 1.0), (False, 0.0)):  # either EMA, one check
+        with pytest.raises(ValueError, match="between 0 and 1"):
+            WeightAverage(model, "ema", ema_decay=decay, ramp=ramp)
 
 
 def test_polyak_is_the_uniform_mean_from_its_start_step():

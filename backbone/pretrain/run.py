@@ -181,12 +181,13 @@ def build_average(cfg: PretrainConfig, model: nn.Module, steps_per_epoch: int) -
     """The averaged weights ``cfg.averaging`` asks for; Polyak's from the last ``polyak_epochs``."""
     if cfg.averaging == "none":
         return None
-    if cfg.averaging == "ema" and not 0.0 < cfg.ema_decay < 1.0:
-        raise ConfigError(f"ema_decay must be between 0 and 1, not {cfg.ema_decay}")
     if cfg.averaging == "polyak" and cfg.polyak_epochs <= 0:
         raise ConfigError(f"polyak_epochs must be positive, not {cfg.polyak_epochs} (averaging=none turns it off)")
     start = max(0, round((cfg.epochs - cfg.polyak_epochs) * steps_per_epoch)) if cfg.averaging == "polyak" else 0
-    return WeightAverage(model, cfg.averaging, ema_decay=cfg.ema_decay, start_step=start)
+    try:
+        return WeightAverage(model, cfg.averaging, ema_decay=cfg.ema_decay, start_step=start)
+    except ValueError as e:  # the decay out of (0, 1)
+        raise ConfigError(str(e)) from None
 
 
 def finish(cfg: PretrainConfig, model: GoogLeNetWithAux, average: WeightAverage | None, classes: list[str],
