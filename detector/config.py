@@ -52,6 +52,9 @@ class DetModelConfig:
     representation_size: int = 1024  # fpn: the box head's MLP width (torchvision's)
     fpn_channels: int = 256  # fpn: the pyramid's width (torchvision's), which the RPN and the box head take
     roi_sampling_ratio: int | None = None  # RoIAlign points per bin side (0: adaptive); null: c4 0, fpn 2
+    # fpn: the region head as this many 3x3 conv layers (BN, ReLU) and one fully connected layer
+    # (torchvision's fasterrcnn_resnet50_fpn_v2: 4); 0: two fully connected layers (its v1)
+    box_head_convs: int = 0
     # test time: the region head scores its own regressed boxes again, this many passes, all joined
     # before NMS (ResNet's ILSVRC 2015 "box refinement"; detector.refine); needs bbox_reg
     box_refine_iters: int = 0

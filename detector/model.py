@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.rpn import RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import FeaturePyramidNetwork, FrozenBatchNorm2d, MultiScaleRoIAlign
@@ -284,7 +284,7 @@ def _freeze_batchnorm(module: nn.Module) -> None:
 
 
 def _region_parts(net: GoogLeNet, head: Head, representation_size: int = 1024, fpn_channels: int = 256,
-                  roi_sampling_ratio: int | None = None
+                  roi_sampling_ratio: int | None = None, box_head_convs: int = 0
                   ) -> tuple[nn.Module, list[int], MultiScaleRoIAlign, nn.Module, int]:
     """``(detection backbone, its strides, RoI pooling, box head, box head's output width)``."""
     if head == "c4":
@@ -300,17 +300,24 @@ def _region_parts(net: GoogLeNet, head: Head, representation_size: int = 1024, f
     # the max-pooled level feeds the RPN only; 2x2 points a bin, torchvision's
     ratio = 2 if roi_sampling_ratio is None else roi_sampling_ratio
     roi = MultiScaleRoIAlign(featmap_names=["0", "1", "2"], output_size=7, sampling_ratio=ratio)
-    return (body, body.strides, roi, TwoMLPHead(body.out_channels * 7 * 7, representation_size),
-            representation_size)
+    c = body.out_channels
+    if box_head_convs:  # torchvision's fasterrcnn_resnet50_fpn_v2 head: 3x3 convs + BN, one FC layer
+        box_head = FastRCNNConvFCHead((c, 7, 7), [c] * box_head_convs, [representation_size], nn.BatchNorm2d)
+    else:
+        box_head = TwoMLPHead(c * 7 * 7, representation_size)
+    return body, body.strides, roi, box_head, representation_size
 
 
-def _check_choices(num_classes: int, head: str, proposals: str, box_loss: str, gt_jitter: int) -> None:
+def _check_choices(num_classes: int, head: str, proposals: str, box_loss: str, gt_jitter: int,
+                   box_head_convs: int) -> None:
     for name, value, allowed in (("head", head, ("c4", "fpn")), ("proposals", proposals, ("rpn", "external", "both")),
                                  ("box_loss", box_loss, ("smooth_l1", "giou"))):
         if value not in allowed:
             raise SettingError(name, value, f"must be {' or '.join(map(repr, allowed))}")
     if gt_jitter < 0:
         raise SettingError("gt_jitter", gt_jitter, "a count >= 0")
+    if box_head_convs < 0 or (box_head_convs and head != "fpn"):
+        raise SettingError("box_head_convs", box_head_convs, "a count >= 0, for head=fpn (C4's head is inception 5)")
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
 
@@ -328,7 +335,7 @@ def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = 
                           anchor_sizes: list[list[int]] | None = None, representation_size: int = 1024,
                           fpn_channels: int = 256, roi_sampling_ratio: int | None = None,
                           box_refine_iters: int = 0, box_vote_iou: float | None = None, box_loss: BoxLoss = "smooth_l1",
-                          gt_jitter: int = 0) -> GoogLeNetFasterRCNN:
+                          gt_jitter: int = 0, box_head_convs: int = 0) -> GoogLeNetFasterRCNN:
     """Faster R-CNN with a GoogLeNet backbone.
 
     Args:
@@ -344,19 +351,21 @@ def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = 
             FPN: four levels, strides 8..64); None: :func:`anchor_sizes_for`.
         representation_size, fpn_channels, roi_sampling_ratio: the FPN head's MLP width (C4's is 1024),
             the pyramid's width (both torchvision's 1024, 256); RoIAlign's points a bin side (0: adaptive).
+        box_head_convs: FPN only: that many 3x3 conv layers (BN, ReLU) and one fully connected layer
+            as the region head (torchvision's ``FastRCNNConvFCHead``); 0: two fully connected layers.
         box_refine_iters, box_vote_iou: test time (:mod:`detector.refine`): passes of the region head over
             its regressed boxes (needs ``bbox_reg``), and box voting at that IoU (None: no voting).
         box_loss, gt_jitter: training (:class:`detector.heads.RegionHeads`): the region head's box loss
             (``"smooth_l1"``, ``"giou"``), and moved copies of each object's box among its regions.
         The rest are torchvision's ``FasterRCNN`` settings of the same names.
     """
-    _check_choices(num_classes, head, proposals, box_loss, gt_jitter)
+    _check_choices(num_classes, head, proposals, box_loss, gt_jitter, box_head_convs)
     net, meta = _backbone_net(weights, variant, norm, transform_input)
     freeze(net, trainable_from, freeze_bn)
     given = meta.get("input", {})  # an export's normalisation wins
     mean, std = list(given.get("mean", image_mean or IMAGENET_MEAN)), list(given.get("std", image_std or IMAGENET_STD))
     body, strides, roi, box_head, rep = _region_parts(net, head, representation_size, fpn_channels,
-                                                      roi_sampling_ratio)
+                                                      roi_sampling_ratio, box_head_convs)
     anchors = anchor_generator(head, strides, anchor_sizes)
     predictor = FastRCNNPredictorFP32(rep, num_classes + 1) if bbox_reg else ClassOnlyPredictor(rep, num_classes + 1)
     model = GoogLeNetFasterRCNN(

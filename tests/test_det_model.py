@@ -79,6 +79,25 @@ def test_fpn_anchors_and_pooling_come_from_feature_info():
     assert [o.shape[1] for o in model.rpn.head([torch.rand(1, 256, 4, 4)])[0]] == [6]
 
 
+def test_the_fpn_region_head_with_convs_trains_every_layer_and_detects():
+    """``box_head_convs``: torchvision's conv head (3x3 conv, BN, ReLU each, then one FC layer)
+    in place of the two FC layers, reached by the loss in training and used at test time."""
+    model = googlenet_faster_rcnn(3, head="fpn", box_head_convs=2, fpn_channels=32, representation_size=64, **SMALL)
+    head = model.roi_heads.box_head
+    convs = [m for m in head.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [(32, 32, (3, 3))] * 2
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in head.modules()) == 2
+    assert head(torch.rand(5, 32, 7, 7)).shape == (5, 64)
+    images, targets = batch()
+    model.train()
+    sum(model(images, targets).values()).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
+    model.eval()
+    with torch.no_grad():
+        out = model(images)
+    assert all(o["boxes"].shape[1] == 4 for o in out)
+
+
 def test_the_detector_never_resizes():
     model = googlenet_faster_rcnn(3, **SMALL).eval()
     images = [torch.rand(3, 97, 131), torch.rand(3, 300, 40)]
@@ -132,7 +151,7 @@ def test_every_model_key_is_the_builders_argument_and_its_errors_name_the_key():
     builder = set(inspect.signature(googlenet_faster_rcnn).parameters)
     assert {f.name for f in dataclasses.fields(DetModelConfig)} <= builder
     for key, value, why in (("trainable_from", "conv9", "not a layer"), ("anchor_sizes", [[32], [64]], "feature map"),
-                            ("box_refine_iters", -1, "a count >= 0")):
+                            ("box_refine_iters", -1, "a count >= 0"), ("box_head_convs", 2, "for head=fpn")):
         cfg = load_config_dict(DetConfig, {"model": {"weights": None, key: value}}, "test")
         with pytest.raises(ConfigError, match=rf"^model\.{key}=.*{why}"):
             build_model(cfg.model, 3)
