@@ -76,7 +76,9 @@ class DetOptimConfig:
     lr_reference_batch: int = 16
     momentum: float = 0.9
     weight_decay: float = 1e-4
-    milestones: list[float] = field(default_factory=lambda: [8.0, 11.0])  # epochs where lr x gamma
+    # step: lr x gamma at each milestone epoch; cosine: a half cosine from lr to 0 over the epochs
+    schedule: Literal["step", "cosine"] = "step"
+    milestones: list[float] = field(default_factory=lambda: [8.0, 11.0])  # epochs where lr x gamma (step)
     gamma: float = 0.1
     warmup_iters: int = 500
     warmup_factor: float = 0.001
@@ -181,9 +183,11 @@ def build_optimizer(model: nn.Module, o: DetOptimConfig, lr: float) -> torch.opt
     return torch.optim.SGD(params, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
 
 
-def build_schedule(o: DetOptimConfig, base_lr: float, steps_per_epoch: int) -> Callable[[int], float]:
-    """The learning rate at each global step: warm-up, then x ``gamma`` at each milestone epoch."""
+def build_schedule(o: DetOptimConfig, base_lr: float, steps_per_epoch: int, epochs: int) -> Callable[[int], float]:
+    """The learning rate at each global step: warm-up, then x ``gamma`` at each milestone epoch, or
+    the cosine over ``epochs``."""
     from .engine import lr_at
 
     return functools.partial(lr_at, steps_per_epoch=steps_per_epoch, base_lr=base_lr, milestones=o.milestones,
-                             gamma=o.gamma, warmup_iters=o.warmup_iters, warmup_factor=o.warmup_factor)
+                             gamma=o.gamma, warmup_iters=o.warmup_iters, warmup_factor=o.warmup_factor,
+                             cosine_epochs=epochs if o.schedule == "cosine" else None)

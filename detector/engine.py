@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterable
 
 import torch
@@ -14,11 +15,15 @@ from .data.dataset import images_to, proposals_of
 
 
 def lr_at(global_step: int, steps_per_epoch: int, base_lr: float, milestones: list[float], gamma: float,
-          warmup_iters: int, warmup_factor: float) -> float:
-    """Step decay (x ``gamma`` at each milestone epoch) after a linear warm-up from
-    ``warmup_factor * base_lr`` over ``warmup_iters`` steps."""
+          warmup_iters: int, warmup_factor: float, cosine_epochs: float | None = None) -> float:
+    """Step decay (x ``gamma`` at each milestone epoch), or with ``cosine_epochs`` a half cosine
+    from ``base_lr`` to 0 over that many epochs (SGDR without restarts, Loshchilov & Hutter 2017),
+    after a linear warm-up from ``warmup_factor * base_lr`` over ``warmup_iters`` steps."""
     epoch = global_step / steps_per_epoch
-    lr = base_lr * gamma ** sum(epoch >= m for m in milestones)
+    if cosine_epochs:
+        lr = base_lr * 0.5 * (1 + math.cos(math.pi * min(epoch / cosine_epochs, 1.0)))
+    else:
+        lr = base_lr * gamma ** sum(epoch >= m for m in milestones)
     if global_step < warmup_iters:
         alpha = global_step / warmup_iters
         lr *= warmup_factor * (1 - alpha) + alpha

@@ -133,7 +133,7 @@ def run(cfg: DetConfig, build: Callable[[int], nn.Module] | None = None) -> dict
     autocast, scaler = amp_for(device, cfg.amp)
     sampler = train_sampler(cfg, train_ds, seed, rank, world)
     steps = len(sampler)
-    schedule = build_schedule(o, base_lr, steps)
+    schedule = build_schedule(o, base_lr, steps, cfg.epochs)
     average = build_average(o, model)
     scored = model if average is None else average.module  # what is scored and saved
     trainer = Trainer(cfg.out_dir, steps_per_epoch=steps, epochs=cfg.epochs, max_steps=cfg.max_steps,

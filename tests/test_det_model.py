@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 
 import pytest
@@ -176,6 +177,21 @@ def test_the_optimiser_config_names_the_optimiser_over_the_trainable_parameters(
     assert {id(p) for p in opt.param_groups[0]["params"]} == {id(p) for p in net.parameters() if p.requires_grad}
     with pytest.raises(ConfigError, match="optim.name"):
         load_config_dict(DetConfig, {"optim": {"name": "adam"}}, "test")
+
+
+def test_the_schedules_warm_up_then_step_or_follow_the_cosine_to_zero():
+    from core.config import load_config_dict
+    from detector.config import DetConfig, build_schedule
+
+    o = load_config_dict(DetConfig, {"optim": {"warmup_iters": 10, "warmup_factor": 0.1, "milestones": [3, 4]}},
+                         "test").optim
+    step = build_schedule(o, 1.0, steps_per_epoch=10, epochs=5)
+    assert [step(g) for g in (0, 5, 10, 29)] == pytest.approx([0.1, 0.55, 1.0, 1.0])
+    assert [step(g) for g in (30, 39, 40, 49)] == pytest.approx([0.1, 0.1, 0.01, 0.01])
+    cos = build_schedule(dataclasses.replace(o, schedule="cosine"), 1.0, steps_per_epoch=10, epochs=5)
+    assert cos(0) == pytest.approx(0.1) and cos(10) == pytest.approx(0.5 * (1 + math.cos(math.pi / 5)))
+    assert cos(25) == pytest.approx(0.5) and cos(50) == pytest.approx(0.0, abs=1e-12)  # milestones unused
+    assert all(cos(g) > cos(g + 1) for g in range(10, 49))
 
 
 def test_detector_summary_counts_each_part_and_the_c4_region_head_is_inception_5():
