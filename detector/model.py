@@ -345,14 +345,12 @@ def googlenet_faster_rcnn(num_classes: int, head: Head = "c4", bbox_reg: bool = 
             and the input normalisation), or torchvision's ``googlenet-1378be20.pth``; None starts
             from scratch (``variant``, ``norm``, ``transform_input``, ``image_mean``/``std``).
         trainable_from: the first trainable layer (None: all); freeze_bn: BatchNorm kept fixed (BN layouts).
-        proposals: ``"rpn"``, ``"external"`` (the caller passes each image's regions; no RPN is
-            built) or ``"both"`` (the given regions joined with the RPN's ``post_nms_top_n``).
-        anchor_sizes: the RPN's anchor sizes in pixels, one list per feature map (C4: one map;
-            FPN: four levels, strides 8..64); None: :func:`anchor_sizes_for`.
-        representation_size, fpn_channels, roi_sampling_ratio: the FPN head's MLP width (C4's is 1024),
-            the pyramid's width (both torchvision's 1024, 256); RoIAlign's points a bin side (0: adaptive).
-        box_head_convs: FPN only: that many 3x3 conv layers (BN, ReLU) and one fully connected layer
-            as the region head (torchvision's ``FastRCNNConvFCHead``); 0: two fully connected layers.
+        proposals: ``"rpn"``, ``"external"`` (the caller passes each image's regions, no RPN) or
+            ``"both"`` (the given regions joined with the RPN's ``post_nms_top_n``).
+        anchor_sizes: the RPN's anchor sizes (px), a list per feature map (C4: 1; FPN: 4, strides 8..64).
+        representation_size, fpn_channels, roi_sampling_ratio, box_head_convs: the FPN head's MLP width
+            (C4's is 1024), the pyramid's width (torchvision's 1024, 256); RoIAlign's points a bin side
+            (0: adaptive); 3x3 conv + BN layers before one FC layer (``FastRCNNConvFCHead``; 0: two FC).
         box_refine_iters, box_vote_iou: test time (:mod:`detector.refine`): passes of the region head over
             its regressed boxes (needs ``bbox_reg``), and box voting at that IoU (None: no voting).
         box_loss, gt_jitter: training (:class:`detector.heads.RegionHeads`): the region head's box loss
