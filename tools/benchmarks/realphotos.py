@@ -97,9 +97,9 @@ def runs(chosen: list[str]) -> list[tuple[str, str, list[str], object]]:
 
 def seconds_per_step(records: list[dict]) -> float:
     """The mean time of a training step from ``log.jsonl``'s train records (in the order written),
-    over the steps of the last start alone: a run stopped and resumed, or started again over an
-    older log, logs its steps anew from an earlier global step, and the steps before that were
-    timed on another occasion."""
+    over the steps of the last start alone: a run stopped and resumed logs its steps anew from its
+    last checkpoint's global step (a run started afresh has a log of its own, core.checkpoint.set_aside),
+    and the steps before that were timed on another occasion."""
     start = max((i for i in range(1, len(records)) if records[i]["global_step"] <= records[i - 1]["global_step"]),
                 default=0)
     last = records[start:]
